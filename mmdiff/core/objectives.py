@@ -1,0 +1,139 @@
+"""Training objective: the per-sample denoising loss for any schedule and parameterisation.
+
+One training step draws a noise level per sample, noises the data, asks the network for its prediction and returns
+the weighted MSE against the matching target (:func:`~mmdiff.core.parameterization.prediction_from`).
+
+Noise levels are drawn by small callables ``(batch, schedule, generator, device) -> sigma (B,)``:
+:class:`UniformTime`, :class:`LogitNormalTime` (SD3, Esser et al. 2024) and :class:`LogNormalSigma` (EDM's
+``ln sigma ~ N(P_mean, P_std)``).
+
+Weightings are stated in x0 space as a function of ``SNR = 1/sigma^2`` and converted to the network's own output
+with :func:`~mmdiff.core.parameterization.x0_error_scale_sq`:
+
+* ``uniform``: plain MSE on the network output (no reweighting);
+* ``min_snr``: ``min(SNR, gamma)`` (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting");
+* ``soft_min_snr``: ``SNR * gamma / (SNR + gamma)``, the smooth version from Crowson et al. 2024 (Hourglass
+  Diffusion Transformers, where ``gamma = sigma_data^2``).
+
+Offset noise (Guttenberg 2023) adds a per-sample, per-channel constant to the noise, for any rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._tensor import append_dims, mean_over_sample
+from .parameterization import check_parameterization, prediction_from, x0_error_scale_sq
+from .schedules import Schedule
+
+WEIGHTINGS = ("uniform", "min_snr", "soft_min_snr")
+
+
+def _rand(shape, generator, device) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float64).to(device)
+
+
+def _randn(shape, generator, device, dtype=torch.float32) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+class UniformTime:
+    """Unit time ``u ~ U(0, 1)`` mapped through ``schedule.sigma_at`` (DDPM's uniform timesteps on a VP table)."""
+
+    def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
+        return schedule.sigma_at(_rand(batch, generator, device)).float()
+
+
+class LogitNormalTime:
+    """``u = sigmoid(n)``, ``n ~ N(mean, std)``: concentrates training on middle noise levels (Esser et al. 2024)."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0):
+        self.mean, self.std = mean, std
+
+    def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
+        n = _randn(batch, generator, device, torch.float64) * self.std + self.mean
+        return schedule.sigma_at(torch.sigmoid(n)).float()
+
+
+class LogNormalSigma:
+    """``ln sigma ~ N(mean, std)`` clamped to the schedule's range (EDM, Karras et al. 2022: P_mean=-1.2, P_std=1.2)."""
+
+    def __init__(self, mean: float = -1.2, std: float = 1.2):
+        self.mean, self.std = mean, std
+
+    def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
+        sigma = (_randn(batch, generator, device, torch.float64) * self.std + self.mean).exp()
+        return sigma.clamp(schedule.sigma_min, schedule.sigma_max).float()
+
+
+def x0_weight(weighting: str, sigma: Tensor, gamma: float) -> Tensor:
+    """The x0-space loss weight of ``weighting`` at noise levels ``sigma`` (``SNR = 1/sigma^2``)."""
+    snr = sigma.double().pow(-2)
+    if weighting == "min_snr":
+        return snr.clamp(max=gamma).float()
+    if weighting == "soft_min_snr":
+        return (snr * gamma / (snr + gamma)).float()
+    raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+
+
+def offset_noise(x: Tensor, strength: float, generator=None) -> Tensor:
+    """Standard noise shaped like ``x (B, C, ...)`` plus ``strength`` times a per-sample, per-channel constant."""
+    noise = _randn(x.shape, generator, x.device)
+    if strength > 0:
+        const_shape = (*x.shape[:2], *([1] * (x.ndim - 2)))  # (B, C, 1, ..., 1)
+        noise = noise + strength * _randn(const_shape, generator, x.device)
+    return noise
+
+
+class DiffusionLoss:
+    """Per-sample training loss ``(B,)`` for a network ``net(x_t, t, **cond)``.
+
+    Args:
+        schedule: the noise schedule the network is trained under.
+        parameterization: what the network predicts: ``epsilon``, ``x0``, ``v`` or ``flow``.
+        noise_level: a noise-level sampler (default :class:`UniformTime`).
+        weighting: ``uniform``, ``min_snr`` or ``soft_min_snr`` (see the module docstring).
+        snr_gamma: the ``gamma`` of the SNR weightings.
+        offset_noise: strength of offset noise (0 disables it).
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        parameterization: str = "epsilon",
+        noise_level: Any = None,
+        weighting: str = "uniform",
+        snr_gamma: float = 5.0,
+        offset_noise: float = 0.0,
+    ):
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+        self.schedule = schedule
+        self.parameterization = check_parameterization(parameterization)
+        self.noise_level = noise_level if noise_level is not None else UniformTime()
+        self.weighting, self.snr_gamma, self.offset_noise = weighting, snr_gamma, offset_noise
+
+    def weight(self, sigma: Tensor, alpha: Tensor, s: Tensor) -> Tensor:
+        """Per-sample weight ``(B,)`` of the MSE on the network output."""
+        if self.weighting == "uniform":
+            return torch.ones_like(sigma)
+        k2 = x0_error_scale_sq(self.parameterization, alpha, s)
+        return x0_weight(self.weighting, sigma, self.snr_gamma) / k2
+
+    def __call__(self, net: nn.Module, x0: Tensor, generator: torch.Generator | None = None, **cond: Any) -> Tensor:
+        """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank."""
+        x0 = x0.float()
+        sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
+        noise = offset_noise(x0, self.offset_noise, generator)
+        alpha = self.schedule.input_scale(sigma).float()  # (B,)
+        s = alpha * sigma
+        alpha_b, s_b = append_dims(alpha, x0.ndim), append_dims(s, x0.ndim)
+        x_t = alpha_b * x0 + s_b * noise
+        pred = net(x_t, self.schedule.net_time(sigma), **cond).float()
+        target = prediction_from(self.parameterization, x0, noise, alpha_b, s_b)
+        return self.weight(sigma, alpha, s) * mean_over_sample((pred - target) ** 2)

@@ -1,0 +1,265 @@
+"""Samplers: plain functions over an explicit state, one signature for all.
+
+``sampler(denoiser, x, sigmas, *, noise, callback=None, **options) -> x``
+
+* ``denoiser(x, sigma)``: ``x`` is ``(B, ...)`` in the VE frame, ``sigma`` is ``(B,)``; returns ``x0_hat`` (conditions
+  are bound by the caller, see :func:`mmdiff.core.sample`).
+* ``x``: the starting point, ``x0_guess + sigmas[0] * noise``; ``sigmas``: decreasing, usually ending at 0.
+* ``noise``: a :class:`~mmdiff.core.noise.NoiseSource`, the only randomness (stochastic samplers only).
+* ``callback(StepInfo)``: called after each step.
+
+Every step's tensor maths is float32 (coefficients are computed in float64 from the sigma list) and a final
+``sigma_next == 0`` is handled by every sampler (the result is then the last denoised estimate, or its exact limit).
+Each is written from the cited algorithm, in the VE frame where ``lambda = -log sigma``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+Denoiser = Callable[..., Tensor]
+
+
+class StepInfo(NamedTuple):
+    """What a sampler reports to ``callback`` after step ``i`` (from ``sigma`` to ``sigma_next``)."""
+
+    i: int
+    sigma: float
+    sigma_next: float
+    x: Tensor
+    denoised: Tensor
+
+
+def _denoise(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
+    return denoiser(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=torch.float32)).float()
+
+
+def _report(callback, i, sigma, sigma_next, x, denoised) -> None:
+    if callback is not None:
+        callback(StepInfo(i, sigma, sigma_next, x, denoised))
+
+
+def _churn(x: Tensor, sigma: float, steps: int, noise, s_churn: float, s_tmin: float, s_tmax: float, s_noise: float):
+    """Karras et al. 2022 Alg. 2 lines 5-7: raise the noise level from ``sigma`` to ``sigma_hat`` by adding noise."""
+    gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax and s_churn > 0 else 0.0
+    sigma_hat = sigma * (1 + gamma)
+    if gamma > 0:
+        x = x + noise(x) * s_noise * math.sqrt(sigma_hat**2 - sigma**2)
+    return x, sigma_hat
+
+
+def euler(denoiser, x, sigmas, *, noise=None, callback=None, s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0):
+    """Euler steps on the probability-flow ODE ``dx/dsigma = (x - D(x, sigma)) / sigma`` (Karras et al. 2022,
+    Alg. 2 without the second-order correction; ``s_churn > 0`` adds its stochastic churn)."""
+    sig = sigmas.tolist()
+    x = x.float()
+    for i in range(len(sig) - 1):
+        x, sigma_hat = _churn(x, sig[i], len(sig) - 1, noise, s_churn, s_tmin, s_tmax, s_noise)
+        denoised = _denoise(denoiser, x, sigma_hat)
+        x = denoised + (sig[i + 1] / sigma_hat) * (x - denoised)  # = x + (sigma_next - sigma_hat) * d
+        _report(callback, i, sig[i], sig[i + 1], x, denoised)
+    return x
+
+
+def heun(denoiser, x, sigmas, *, noise=None, callback=None, s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0):
+    """Heun's second-order method (Karras et al. 2022, Alg. 2). The last step to sigma = 0 is an Euler step.
+    Costs two denoiser calls per step but the last."""
+    sig = sigmas.tolist()
+    x = x.float()
+    for i in range(len(sig) - 1):
+        x, sigma_hat = _churn(x, sig[i], len(sig) - 1, noise, s_churn, s_tmin, s_tmax, s_noise)
+        sigma_next = sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma_hat)
+        d = (x - denoised) / sigma_hat
+        x_euler = x + (sigma_next - sigma_hat) * d
+        if sigma_next == 0:
+            x = x_euler
+        else:
+            d_next = (x_euler - _denoise(denoiser, x_euler, sigma_next)) / sigma_next
+            x = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next)
+        _report(callback, i, sig[i], sigma_next, x, denoised)
+    return x
+
+
+def _ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+    """Split a step to ``sigma_next`` into a deterministic part down to ``sigma_down`` and fresh noise ``sigma_up``
+    with ``sigma_down^2 + sigma_up^2 = sigma_next^2``; ``eta = 1`` is the DDPM posterior's variance."""
+    if sigma_next == 0 or eta == 0:
+        return sigma_next, 0.0
+    sigma_up = min(sigma_next, eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma)
+    return math.sqrt(sigma_next**2 - sigma_up**2), sigma_up
+
+
+def euler_ancestral(denoiser, x, sigmas, *, noise, callback=None, eta=1.0, s_noise=1.0):
+    """Ancestral Euler (as in k-diffusion / diffusers' EulerAncestral): an Euler step to ``sigma_down`` then fresh
+    noise of std ``sigma_up``. With ``eta = 1`` this has DDPM's per-step variance."""
+    sig = sigmas.tolist()
+    x = x.float()
+    for i in range(len(sig) - 1):
+        denoised = _denoise(denoiser, x, sig[i])
+        sigma_down, sigma_up = _ancestral_split(sig[i], sig[i + 1], eta)
+        x = denoised + (sigma_down / sig[i]) * (x - denoised)
+        if sigma_up > 0:
+            x = x + noise(x) * (s_noise * sigma_up)
+        _report(callback, i, sig[i], sig[i + 1], x, denoised)
+    return x
+
+
+def ddim(denoiser, x, sigmas, *, noise=None, callback=None, eta=0.0):
+    """DDIM (Song et al. 2021, eq. 12) in the VE frame.
+
+    With ``abar = 1/(1+sigma^2)`` DDIM's ``sigma_eta`` becomes a VE noise std ``c = eta * s' sqrt(s^2 - s'^2) / s``
+    (``s``, ``s'`` the current and next sigma), and the update is ``x' = x0 + sqrt(s'^2 - c^2) eps_hat + c z``.
+    ``eta = 0`` is the deterministic DDIM (which equals Euler on the VE ODE); ``eta = 1`` equals DDPM.
+    """
+    sig = sigmas.tolist()
+    x = x.float()
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        c = eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
+        eps_hat = (x - denoised) / sigma
+        x = denoised + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * eps_hat
+        if c > 0:
+            x = x + noise(x) * c
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def ddpm(denoiser, x, sigmas, *, noise, callback=None):
+    """Ancestral sampling from the DDPM posterior q(x_s | x_t, x0_hat) (Ho et al. 2020, eq. 6-7).
+
+    Converted to the VE frame (``abar = 1/(1+sigma^2)``) the posterior is a Brownian bridge: with
+    ``r = sigma_s^2 / sigma_t^2``, ``x_s = x0 + r (x_t - x0) + sigma_s sqrt(1 - r) z``.
+    """
+    sig = sigmas.tolist()
+    x = x.float()
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        r = (sigma_next / sigma) ** 2
+        x = denoised + r * (x - denoised)
+        if sigma_next > 0:
+            x = x + noise(x) * (sigma_next * math.sqrt(1 - r))
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None):
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2): a second-order multistep exponential integrator
+    on the data prediction. First step and the step to sigma = 0 are first order (DDIM)."""
+    sig = sigmas.tolist()
+    x = x.float()
+    old_denoised, h_last = None, None
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        if sigma_next == 0:
+            x = denoised
+        else:
+            h = math.log(sigma / sigma_next)  # lambda_next - lambda
+            d = denoised
+            if old_denoised is not None:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            x = (sigma_next / sigma) * x - math.expm1(-h) * d
+            h_last = h
+        old_denoised = denoised
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def dpmpp_2m_sde(denoiser, x, sigmas, *, noise, callback=None, eta=1.0, s_noise=1.0):
+    """DPM-Solver++(2M) SDE (Lu et al. 2022, sec. 4 with the SDE's exact noise term; midpoint form as in diffusers'
+    ``algorithm_type="sde-dpmsolver++"``). ``eta`` scales the injected noise; ``eta = 0`` is :func:`dpmpp_2m`."""
+    sig = sigmas.tolist()
+    x = x.float()
+    old_denoised, h_last = None, None
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        if sigma_next == 0:
+            x = denoised
+        else:
+            h = math.log(sigma / sigma_next)
+            eta_h = eta * h
+            keep = -math.expm1(-h - eta_h)  # 1 - exp(-(1 + eta) h)
+            x = (sigma_next / sigma) * math.exp(-eta_h) * x + keep * denoised
+            if old_denoised is not None:
+                r = h_last / h
+                x = x + (0.5 * keep / r) * (denoised - old_denoised)
+            if eta > 0:
+                x = x + noise(x) * (sigma_next * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise)
+            h_last = h
+        old_denoised = denoised
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def dpmpp_3m_sde(denoiser, x, sigmas, *, noise=None, callback=None, eta=1.0, s_noise=1.0):
+    """Third-order multistep DPM-Solver++ (Lu et al. 2022, the order-3 multistep data-prediction update), with the
+    optional SDE noise of :func:`dpmpp_2m_sde`. ``eta = 0`` gives the deterministic DPM-Solver++(3M).
+
+    With ``hh = (1 + eta) h`` the update integrates a quadratic fit ``D(lambda)`` of the last three denoised
+    estimates exactly: ``x' = e^{-hh} x + (1 - e^{-hh}) D + phi2 h D' + phi3 h^2 D''`` (derivatives in lambda at the
+    current point) with ``phi2 = 1 - (1 - e^{-hh}) / hh`` and ``phi3 = (hh^2/2 - hh + 1 - e^{-hh}) / hh^2``.
+    """
+    sig = sigmas.tolist()
+    x = x.float()
+    d_1 = d_2 = None  # previous two denoised estimates
+    h_1 = h_2 = None  # previous two step sizes in lambda
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        if sigma_next == 0:
+            x = denoised
+            h = None
+        else:
+            h = math.log(sigma / sigma_next)
+            hh = h * (1 + eta)
+            x = math.exp(-hh) * x - math.expm1(-hh) * denoised
+            phi2 = 1 + math.expm1(-hh) / hh
+            phi3 = (hh * hh / 2 - hh + 1 - math.exp(-hh)) / (hh * hh)
+            if d_1 is not None and d_2 is not None:
+                slope0 = (denoised - d_1) / h_1  # dD/dlambda between the last two points
+                slope1 = (d_1 - d_2) / h_2
+                curv = 2 * (slope0 - slope1) / (h_1 + h_2)  # d2D/dlambda2 of the quadratic fit
+                deriv = slope0 + 0.5 * curv * h_1  # dD/dlambda at the current point
+                x = x + (phi2 * h) * deriv + (phi3 * h * h) * curv
+            elif d_1 is not None:
+                x = x + (phi2 * h) * (denoised - d_1) / h_1
+            if eta > 0:
+                x = x + noise(x) * (sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise)
+        d_1, d_2 = denoised, d_1
+        h_1, h_2 = h, h_1
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None):
+    """Deterministic DPM-Solver++(3M): :func:`dpmpp_3m_sde` with ``eta = 0``."""
+    return dpmpp_3m_sde(denoiser, x, sigmas, noise=noise, callback=callback, eta=0.0)
+
+
+#: Samplers by name, for :func:`mmdiff.core.sample` and configs. Names that draw fresh noise at every step:
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "ddpm": ddpm,
+    "ddim": ddim,
+    "euler": euler,
+    "euler_ancestral": euler_ancestral,
+    "heun": heun,
+    "dpmpp_2m": dpmpp_2m,
+    "dpmpp_2m_sde": dpmpp_2m_sde,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_3m_sde": dpmpp_3m_sde,
+}
+
+
+#: Denoiser calls a sampler makes for ``steps`` steps (the cost axis of the benchmark).
+def denoiser_calls(name: str, steps: int) -> int:
+    return 2 * steps - 1 if name == "heun" else steps
