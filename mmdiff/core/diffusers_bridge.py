@@ -149,7 +149,7 @@ def schedule_from_diffusers(config: Mapping[str, Any] | str | PathLike) -> tuple
             config = json.load(f)
     cls_name = config.get("_class_name", "")
     num = int(config.get("num_train_timesteps", 1000))
-    if "FlowMatch" in cls_name:
+    if "FlowMatch" in cls_name or ("shift" in config and "beta_schedule" not in config):
         return FlowSchedule(shift=float(config.get("shift", 1.0)), time_scale=float(num)), "flow"
     prediction = config.get("prediction_type", "epsilon")
     if prediction not in _PREDICTION_TYPES:

@@ -54,7 +54,7 @@ class GaussianMixture:
 
     def denoise(self, x: Tensor, sigma: Tensor, **_: Tensor) -> Tensor:
         """The exact ``E[x0 | x0 + sigma * noise = x]`` for ``x (B, ...)`` whose trailing dims hold ``dim`` values."""
-        flat = x.reshape(x.shape[0], -1).double()  # (B, D)
+        flat = x.reshape(x.shape[0], math.prod(x.shape[1:])).double()  # (B, D)
         sig2 = sigma.double().reshape(-1, 1) ** 2  # (B, 1)
         mu, s2 = self.means.to(x.device), (self.stds**2).to(x.device)  # (K, D), (K,)
         var = s2[None] + sig2  # (B, K)

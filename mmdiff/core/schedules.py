@@ -195,7 +195,8 @@ class FlowSchedule:
 
     In the VE frame ``sigma = t / (1 - t)`` and ``alpha = 1 - t = 1 / (1 + sigma)``. ``t = 1`` is sigma = inf, so the
     schedule stops at ``sigma_max`` (default 1000, t ~= 0.999). ``shift`` is SD3's resolution shift
-    ``t' = shift t / (1 + (shift - 1) t)`` (Esser et al. 2024), applied to unit time. The network's time input is
+    ``u' = shift u / (1 + (shift - 1) u)`` (Esser et al. 2024), applied to unit time before it is mapped
+    onto ``[t(sigma_min), t(sigma_max)]``. The network's time input is
     ``t * time_scale`` (diffusers' flow models use ``time_scale=1000``).
     """
 
@@ -212,9 +213,9 @@ class FlowSchedule:
 
     def sigma_at(self, u: Tensor) -> Tensor:
         u = torch.as_tensor(u, dtype=torch.float64)
+        shifted = self.shift * u / (1 + (self.shift - 1) * u)  # maps [0, 1] onto itself
         t_lo, t_hi = self.sigma_min / (1 + self.sigma_min), self.sigma_max / (1 + self.sigma_max)
-        t = t_lo + u * (t_hi - t_lo)
-        t = self.shift * t / (1 + (self.shift - 1) * t)
+        t = t_lo + shifted * (t_hi - t_lo)
         return t / (1 - t)
 
     def net_time(self, sigma: Tensor) -> Tensor:
