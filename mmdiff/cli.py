@@ -1,16 +1,167 @@
-"""The ``mmdiff`` command line: ``mmdiff <command> [options]``."""
+"""The ``mmdiff`` command line.
+
+* ``mmdiff train recipe=NAME key=value ...``: train with Hydra (``--cfg job`` prints the resolved config;
+  ``--recipes DIR`` adds a folder of your own recipes; a bare ``mmdiff train`` lists the recipes);
+* ``mmdiff sample run=PATH n=4 out=DIR key=value ...``: generate media from a trained run;
+* ``mmdiff demo``: the core's samplers on a known distribution.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
-from .core import SAMPLERS
+import yaml
 
-COMMANDS = {"demo": "sample a known distribution with the core's samplers and report their accuracy"}
+COMMANDS = {
+    "train": "train a recipe: mmdiff train recipe=NAME [key=value ...]",
+    "sample": "generate from a trained run: mmdiff sample run=PATH n=4 out=DIR [key=value ...]",
+    "demo": "sample a known distribution with the core's samplers and report their accuracy",
+}
 
 
+# ---- train ---------------------------------------------------------------------------------------------------------
+def _split_recipe_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
+    dirs, rest, it = [], [], iter(argv)
+    for arg in it:
+        if arg == "--recipes":
+            value = next(it, None)
+            if value is None:
+                raise SystemExit("mmdiff train: --recipes needs a folder")
+            dirs.append(value)
+        elif arg.startswith("--recipes="):
+            dirs.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return dirs, rest
+
+
+def _print_recipes(recipes: dict[str, Path]) -> None:
+    from .configs import recipe_summary
+
+    print("usage: mmdiff train recipe=NAME [key=value ...]\n\nrecipes:")
+    width = max((len(n) for n in recipes), default=0)
+    for name, path in recipes.items():
+        print(f"  {name:<{width}}  {recipe_summary(path)}")
+    print("\n--cfg job prints the resolved config; --recipes DIR adds your own recipe folder.")
+
+
+def run_training(cfg) -> None:
+    """Hydra task: build the components of ``cfg`` and train them."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from .core import resolve_sampler
+    from .train import Trainer
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resolve_sampler(cfg.generate.sampler)  # fail now, not at the first demo samples, on a bad sampler name
+    torch.manual_seed(cfg.trainer.seed)
+    schedule = instantiate(cfg.schedule)
+    settings: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = Trainer(
+        adapter=instantiate(cfg.adapter),
+        net=instantiate(cfg.net),
+        dataset=instantiate(cfg.data),
+        objective=instantiate(cfg.objective, schedule=schedule),
+        optimizer=instantiate(cfg.optim),
+        run_dir=run_dir,
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        generate=OmegaConf.to_container(cfg.generate, resolve=True),
+        **settings,
+    )
+    trainer.fit()
+    print(f"run finished: {run_dir}")
+
+
+def _train(argv: list[str]) -> int:
+    import hydra
+
+    from .configs import config_dirs, recipe_dirs, register_recipes
+
+    extra, rest = _split_recipe_dirs(argv)
+    recipes = register_recipes(recipe_dirs(extra))
+    wants_help = any(a.startswith(("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "--resolve")) for a in rest)
+    if not any(a.startswith("recipe=") for a in rest) and not wants_help:
+        _print_recipes(recipes)
+        if rest:
+            print("\nmmdiff train: choose a recipe with recipe=NAME", file=sys.stderr)
+        return 2 if rest else 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not any(a.startswith("run_dir=") for a in rest):
+        print(
+            "mmdiff train: several processes need one shared run_dir=PATH (the default is a timestamp, which "
+            "each process would compute on its own)",
+            file=sys.stderr,
+        )
+        return 2
+    conf_dir, _ = config_dirs()
+    saved = sys.argv
+    sys.argv = ["mmdiff train", *rest]
+    try:
+        hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")(run_training)()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+# ---- sample --------------------------------------------------------------------------------------------------------
+SAMPLE_KEYS = {
+    "run",
+    "n",
+    "out",
+    "steps",
+    "sampler",
+    "spacing",
+    "seed",
+    "guidance_scale",
+    "guidance_rescale",
+    "length",
+    "label",
+    "device",
+    "ema",
+    "progress",
+}
+
+
+def parse_key_values(argv: list[str], allowed: set[str]) -> dict[str, Any]:
+    """``key=value`` arguments with YAML-typed values; unknown keys are an error that lists the allowed ones."""
+    out: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise SystemExit(f"expected key=value, got {arg!r}")
+        if key not in allowed:
+            raise SystemExit(f"unknown option {key!r}; options: {', '.join(sorted(allowed))}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _sample(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {COMMANDS['sample']}\noptions: {', '.join(sorted(SAMPLE_KEYS))}")
+        return 0 if argv else 2
+    opts = parse_key_values(argv, SAMPLE_KEYS)
+    if "run" not in opts:
+        raise SystemExit("mmdiff sample: run=PATH is required (a run directory or a checkpoint folder)")
+    from .pipeline import load
+
+    pipe = load(str(opts.pop("run")), device=opts.pop("device", None), ema=bool(opts.pop("ema", True)))
+    n, out = int(opts.pop("n", 4)), Path(str(opts.pop("out", "samples")))
+    items = pipe.generate(n, progress=bool(opts.pop("progress", True)), **opts)
+    for path in pipe.save(items, out):
+        print(path)
+    return 0
+
+
+# ---- demo ----------------------------------------------------------------------------------------------------------
 def _demo(argv: list[str]) -> int:
+    from .core import SAMPLERS
+
     parser = argparse.ArgumentParser(prog="mmdiff demo", description=COMMANDS["demo"])
     parser.add_argument("--out", default="demo", help="folder for samples.png (default: demo)")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
@@ -39,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<8}{text}")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "demo":
-        return _demo(rest)
-    print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
-    return 2
+    handlers = {"train": _train, "sample": _sample, "demo": _demo}
+    if command not in handlers:
+        print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return handlers[command](rest)
 
 
 if __name__ == "__main__":

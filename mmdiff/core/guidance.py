@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._tensor import append_dims
+from .noise import Generators, draw
 
 Denoiser = Callable[..., Tensor]
 
@@ -84,16 +85,17 @@ def classifier_free_guidance(
 
 
 def drop_conditions(
-    cond: Mapping[str, Tensor], null_cond: Mapping[str, Any], p: float, generator: torch.Generator | None = None
+    cond: Mapping[str, Tensor], null_cond: Mapping[str, Any], p: float, generator: Generators = None
 ) -> dict[str, Tensor]:
     """Replace each sample's conditions by the null condition with probability ``p`` (all keys of a sample together),
-    as classifier-free guidance training needs. Keys without a null condition are kept."""
+    as classifier-free guidance training needs. Keys without a null condition are kept. ``generator`` may be a
+    list of per-sample generators."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"condition dropout probability must lie in [0, 1], got {p}")
     if p == 0 or not cond:
         return dict(cond)
     batch = next(iter(cond.values())).shape[0]
     device = next(iter(cond.values())).device
-    drop = torch.rand(batch, generator=generator, device=generator.device if generator else device).to(device) < p
+    drop = draw("uniform", (batch,), generator, device) < p
     null = _null_batch(cond, null_cond)
     return {k: torch.where(append_dims(drop, v.ndim), null[k], v) if k in null_cond else v for k, v in cond.items()}

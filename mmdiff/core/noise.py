@@ -13,6 +13,25 @@ import torch
 from torch import Tensor
 
 Seed = int | Sequence[int] | torch.Generator | None
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def draw(kind: str, shape: Sequence[int], generator: Generators, device, dtype=torch.float32) -> torch.Tensor:
+    """``torch.randn`` (``kind="normal"``) or ``torch.rand`` (``"uniform"``) of ``shape = (B, ...)`` on ``device``.
+
+    ``generator`` may be one generator, ``None`` (the global RNG), or a list of ``B`` generators, one per sample, in
+    which case sample ``i`` is drawn from generator ``i`` alone (batch-invariant randomness). Draws happen on each
+    generator's own device and are moved to ``device``.
+    """
+    fn = torch.randn if kind == "normal" else torch.rand
+    device = torch.device(device)
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        return fn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} per-sample generators for a batch of {shape[0]}")
+    item = tuple(shape[1:])
+    return torch.stack([fn(item, generator=g, device=g.device, dtype=dtype).to(device) for g in generator])
 
 
 class NoiseSource:
@@ -41,9 +60,4 @@ class NoiseSource:
         """Noise of ``like``'s shape on this source's device, float32."""
         if like.shape[0] != self.batch_size:
             raise ValueError(f"noise asked for batch {like.shape[0]}, source built for {self.batch_size}")
-        if self.generators is None:
-            return torch.randn(like.shape, generator=self.generator, device=self.device, dtype=torch.float32)
-        item_shape = tuple(like.shape[1:])
-        return torch.stack(
-            [torch.randn(item_shape, generator=g, device=self.device, dtype=torch.float32) for g in self.generators]
-        )
+        return draw("normal", like.shape, self.generators or self.generator, self.device)

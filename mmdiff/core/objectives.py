@@ -26,27 +26,18 @@ import torch
 from torch import Tensor, nn
 
 from ._tensor import append_dims, mean_over_sample
+from .noise import Generators, draw
 from .parameterization import check_parameterization, prediction_from, x0_error_scale_sq
 from .schedules import Schedule
 
 WEIGHTINGS = ("uniform", "min_snr", "soft_min_snr")
 
 
-def _rand(shape, generator, device) -> Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float64).to(device)
-
-
-def _randn(shape, generator, device, dtype=torch.float32) -> Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
-
-
 class UniformTime:
     """Unit time ``u ~ U(0, 1)`` mapped through ``schedule.sigma_at`` (DDPM's uniform timesteps on a VP table)."""
 
     def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
-        return schedule.sigma_at(_rand(batch, generator, device)).float()
+        return schedule.sigma_at(draw("uniform", (batch,), generator, device, torch.float64)).float()
 
 
 class LogitNormalTime:
@@ -56,7 +47,7 @@ class LogitNormalTime:
         self.mean, self.std = mean, std
 
     def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
-        n = _randn(batch, generator, device, torch.float64) * self.std + self.mean
+        n = draw("normal", (batch,), generator, device, torch.float64) * self.std + self.mean
         return schedule.sigma_at(torch.sigmoid(n)).float()
 
 
@@ -67,7 +58,7 @@ class LogNormalSigma:
         self.mean, self.std = mean, std
 
     def __call__(self, batch: int, schedule: Schedule, generator=None, device="cpu") -> Tensor:
-        sigma = (_randn(batch, generator, device, torch.float64) * self.std + self.mean).exp()
+        sigma = (draw("normal", (batch,), generator, device, torch.float64) * self.std + self.mean).exp()
         return sigma.clamp(schedule.sigma_min, schedule.sigma_max).float()
 
 
@@ -83,10 +74,10 @@ def x0_weight(weighting: str, sigma: Tensor, gamma: float) -> Tensor:
 
 def offset_noise(x: Tensor, strength: float, generator=None) -> Tensor:
     """Standard noise shaped like ``x (B, C, ...)`` plus ``strength`` times a per-sample, per-channel constant."""
-    noise = _randn(x.shape, generator, x.device)
+    noise = draw("normal", x.shape, generator, x.device)
     if strength > 0:
         const_shape = (*x.shape[:2], *([1] * (x.ndim - 2)))  # (B, C, 1, ..., 1)
-        noise = noise + strength * _randn(const_shape, generator, x.device)
+        noise = noise + strength * draw("normal", const_shape, generator, x.device)
     return noise
 
 
@@ -125,8 +116,12 @@ class DiffusionLoss:
         k2 = x0_error_scale_sq(self.parameterization, alpha, s)
         return x0_weight(self.weighting, sigma, self.snr_gamma) / k2
 
-    def __call__(self, net: nn.Module, x0: Tensor, generator: torch.Generator | None = None, **cond: Any) -> Tensor:
-        """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank."""
+    def __call__(self, net: nn.Module, x0: Tensor, generator: Generators = None, **cond: Any) -> Tensor:
+        """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank.
+
+        ``generator`` may be a list of per-sample generators: then each sample's noise level and noise depend on its
+        own generator only, so a batch split across processes trains exactly like the whole batch in one.
+        """
         x0 = x0.float()
         sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
         noise = offset_noise(x0, self.offset_noise, generator)

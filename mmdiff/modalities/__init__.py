@@ -1,0 +1,1 @@
+"""Modality adapters: one sub-package per modality (see :mod:`mmdiff.modality`)."""

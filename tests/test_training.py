@@ -1,0 +1,165 @@
+"""The training spine: Trainer, checkpoints, resume, non-finite losses, EMA and generation."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mmdiff
+from mmdiff.core import DiffusionLoss, vp_cosine
+from mmdiff.modalities.points import MixturePoints, PointsAdapter, PointsMLP
+from mmdiff.train import NonFiniteLossError, Trainer
+from mmdiff.train.checkpoint import checkpoint_dirs, latest_checkpoint
+from mmdiff.train.stream import StreamBatchSampler
+
+CONFIG = (Path(__file__).parent / "data" / "points_config.yaml").read_text()
+GENERATE = {"sampler": "dpmpp_2m", "steps": 4, "spacing": "trailing", "num_samples": 8, "seed": 0}
+
+
+def make_trainer(run_dir, objective=None, **settings):
+    torch.manual_seed(0)
+    schedule = vp_cosine()
+    defaults = dict(
+        max_steps=6,
+        batch_size=16,
+        checkpoint_every=3,
+        sample_every=3,
+        lr_warmup_steps=2,
+        device="cpu",
+        progress=False,
+        seed=0,
+    )
+    return Trainer(
+        adapter=PointsAdapter(dim=2, num_classes=8),
+        net=PointsMLP(dim=2, width=32, depth=1, num_classes=8),
+        dataset=MixturePoints(size=256),
+        objective=objective or DiffusionLoss(schedule, "v", weighting="min_snr"),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        run_dir=run_dir,
+        config_yaml=CONFIG,
+        generate=GENERATE,
+        **{**defaults, **settings},
+    )
+
+
+def test_stream_is_deterministic_and_splits_across_processes():
+    one = StreamBatchSampler(100, 8, seed=3).micro_batch(5)
+    halves = [StreamBatchSampler(100, 4, seed=3, rank=r, world_size=2).micro_batch(5) for r in (0, 1)]
+    assert one == halves[0] + halves[1]
+    resumed = StreamBatchSampler(100, 8, seed=3, start_micro_batch=5)
+    assert next(iter(resumed)) == one
+    epoch = [i for m in range(25) for i, _ in StreamBatchSampler(100, 4, seed=0).micro_batch(m)]
+    assert sorted(epoch) == list(range(100))  # each epoch is a permutation
+
+
+def test_training_writes_checkpoints_samples_and_tensorboard(tmp_path):
+    make_trainer(tmp_path, keep_checkpoints=1).fit()
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000006"]  # keep_checkpoints=1
+    ckpt = latest_checkpoint(tmp_path)
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "state.pt", "config.yaml"}
+    raw, ema = load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")
+    assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)
+    for step in ("step_000003", "step_000006"):
+        files = {p.name for p in (tmp_path / "samples" / step).iterdir()}
+        assert {"points.npy", "points.csv", "preview.png"} <= files
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+class DiesAt:
+    """An objective that kills the run on its ``n``-th call, as a crash or a pre-empted job would."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.calls = inner, n, 0
+        self.schedule, self.parameterization = inner.schedule, inner.parameterization
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise Interrupt
+        return self.inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, grad_accum):
+    straight = make_trainer(tmp_path / "straight", grad_accum=grad_accum, max_steps=8, checkpoint_every=3).fit()
+    loss = DiffusionLoss(vp_cosine(), "v", weighting="min_snr")
+    with pytest.raises(Interrupt):  # dies during step 5, after the checkpoint at step 3
+        make_trainer(
+            tmp_path / "killed",
+            DiesAt(loss, 4 * grad_accum + 1),
+            grad_accum=grad_accum,
+            max_steps=8,
+            checkpoint_every=3,
+        ).fit()
+    assert latest_checkpoint(tmp_path / "killed").name == "step_000003"
+    resumed = make_trainer(
+        tmp_path / "killed", grad_accum=grad_accum, max_steps=8, checkpoint_every=3, resume="auto"
+    ).fit()
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    ema_a = load_file(latest_checkpoint(tmp_path / "straight") / "ema.safetensors")
+    ema_b = load_file(latest_checkpoint(tmp_path / "killed") / "ema.safetensors")
+    for k in ema_a:
+        torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_non_finite_loss_stops_before_the_update(tmp_path):
+    class NaNAt(DiesAt):
+        def __call__(self, *args, **kwargs):
+            self.calls += 1
+            out = self.inner(*args, **kwargs)
+            return out * float("nan") if self.calls == self.n else out
+
+    trainer = make_trainer(tmp_path, NaNAt(DiffusionLoss(vp_cosine(), "v"), 5), max_steps=8)
+    with pytest.raises(NonFiniteLossError, match=r"step 5: the loss is \[nan\].*step_000003"):
+        trainer.fit()
+    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())
+    assert latest_checkpoint(tmp_path).name == "step_000003"
+
+
+def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    make_trainer(tmp_path, max_steps=3).fit()
+    import mmdiff.train.checkpoint as ckpt
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        make_trainer(tmp_path, max_steps=6, resume="auto").fit()
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000003"]
+    assert mmdiff.load(tmp_path, device="cpu").generate(2, steps=3, progress=False)
+
+
+def test_bad_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="trainer.mixed_precision: expected no, bf16 or fp16, got 'fp8'"):
+        make_trainer(tmp_path, mixed_precision="fp8")
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        make_trainer(tmp_path, resume=str(tmp_path / "nope")).fit()
+
+
+def test_load_generate_and_save(tmp_path):
+    make_trainer(tmp_path / "run", max_steps=3).fit()
+    pipe = mmdiff.load(tmp_path / "run", device="cpu")
+    points = pipe.generate(6, steps=5, sampler="heun", seed=0, label=[0, 1, 2, 3, 4, 5], progress=False)
+    assert len(points) == 6 and points[0].shape == (2,)
+    again = pipe.generate(6, steps=5, sampler="heun", seed=0, label=[0, 1, 2, 3, 4, 5], progress=False)
+    assert all((a == b).all() for a, b in zip(points, again))
+    paths = pipe.save(points, tmp_path / "out")
+    assert [p.name for p in paths] == ["sample.npy", "sample.csv"] and (
+        tmp_path / "out" / "sample_preview.png"
+    ).is_file()
+    # a checkpoint folder and a weights file load too; EMA by default, raw on request
+    ckpt = latest_checkpoint(tmp_path / "run")
+    raw = mmdiff.load(ckpt / "model.safetensors", device="cpu")
+    ema = mmdiff.load(ckpt, device="cpu")
+    assert any(not torch.equal(a, b) for a, b in zip(raw.net.state_dict().values(), ema.net.state_dict().values()))
+    with pytest.raises(ValueError, match="label: classes are 0..7"):
+        pipe.generate(2, label=9, progress=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoints"):
+        mmdiff.load(tmp_path / "out")
