@@ -63,11 +63,15 @@ def run_training(cfg) -> None:
     resolve_sampler(cfg.generate.sampler)  # fail now, not at the first demo samples, on a bad sampler name
     torch.manual_seed(cfg.trainer.seed)
     schedule = instantiate(cfg.schedule)
+    dataset = instantiate(cfg.data)
+    found = getattr(dataset, "num_classes", None)
+    if found is not None and cfg.num_classes and found != cfg.num_classes:
+        raise ValueError(f"num_classes={cfg.num_classes} but the data has {found} classes; set num_classes={found}")
     settings: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = Trainer(
         adapter=instantiate(cfg.adapter),
         net=instantiate(cfg.net),
-        dataset=instantiate(cfg.data),
+        dataset=dataset,
         objective=instantiate(cfg.objective, schedule=schedule),
         optimizer=instantiate(cfg.optim),
         run_dir=run_dir,
@@ -152,6 +156,10 @@ def _sample(argv: list[str]) -> int:
 
     pipe = load(str(opts.pop("run")), device=opts.pop("device", None), ema=bool(opts.pop("ema", True)))
     n, out = int(opts.pop("n", 4)), Path(str(opts.pop("out", "samples")))
+    if "init" in opts:
+        opts["init"] = str(opts["init"])
+    if "keep" in opts:
+        opts["keep"] = tuple(opts["keep"])
     items = pipe.generate(n, progress=bool(opts.pop("progress", True)), **opts)
     for path in pipe.save(items, out):
         print(path)

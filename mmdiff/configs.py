@@ -8,12 +8,17 @@ ConfigStore under the group ``recipe`` (package ``_global_``), from the built-in
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+# `${mmdiff.mul:a,b}`: a product in a config (e.g. a network's input channels = mel bins x audio channels).
+if not OmegaConf.has_resolver("mmdiff.mul"):
+    OmegaConf.register_new_resolver("mmdiff.mul", lambda *values: math.prod(values))
 
 
 def config_dirs() -> tuple[Path, Path]:

@@ -42,3 +42,16 @@ class ModalityAdapter(Protocol):
     def preview(self, items: list[Any], path: Path) -> Path:
         """Write one PNG that shows ``items`` (spectrograms, frame grids, scatter plots)."""
         ...
+
+
+@runtime_checkable
+class EditableAdapter(ModalityAdapter, Protocol):
+    """Adapters whose media have a length can also take inputs for editing (SDEdit, continuation, inpainting)."""
+
+    def load_init(self, source: Any, length: float | None = None) -> Tensor:
+        """A media file or a decoded item -> the per-sample tensor, padded or cropped to ``length``."""
+        ...
+
+    def range_mask(self, shape: tuple[int, ...], start: float, end: float) -> Tensor:
+        """A mask broadcastable to ``shape`` that is 1 on ``[start, end)`` (seconds, frames: the adapter's unit)."""
+        ...

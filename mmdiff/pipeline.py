@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .core import NetworkDenoiser, sample
-from .modality import ModalityAdapter
+from .modality import EditableAdapter, ModalityAdapter
 from .train.checkpoint import latest_checkpoint, load_weights
 
 
@@ -42,11 +42,11 @@ def generate_media(
 ) -> list[Any]:
     """Sample ``n`` items and decode them to media. ``seed`` is a base seed (sample ``i`` uses ``seed + i``, so
     any one sample can be regenerated alone) or a list of ``n`` seeds. ``conditions`` go to the adapter
-    (``label=3``)."""
+    (``label=3``). With ``init (n, ...)`` the output has its shape and ``length`` is ignored."""
     seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
     cond, null_cond = adapter.conditions(n, device=device, **conditions)
     use_guidance = guidance_scale != 1.0 and bool(cond)
-    shape = (n, *adapter.sample_shape(length))
+    shape = (n, *(init.shape[1:] if init is not None else adapter.sample_shape(length)))
     x = sample(
         denoiser,
         shape,
@@ -115,10 +115,33 @@ class Pipeline:
             instantiate(cfg.adapter), net, instantiate(cfg.schedule), cfg.parameterization, defaults, device, cfg
         )
 
-    def generate(self, n: int = 4, *, progress: bool = True, **options: Any) -> list[Any]:
-        """Generate ``n`` media items. Options (defaults from the run's ``generate`` config): ``steps``, ``sampler``,
-        ``spacing``, ``guidance_scale``, ``guidance_rescale``, ``seed``, ``length``, ``init``/``strength``, ``mask``,
-        and conditions such as ``label``."""
+    def generate(
+        self,
+        n: int = 4,
+        *,
+        init: Any = None,
+        keep: tuple[float, float] | None = None,
+        progress: bool = True,
+        **options: Any,
+    ) -> list[Any]:
+        """Generate ``n`` media items.
+
+        Options (defaults from the run's ``generate`` config): ``steps``, ``sampler``, ``spacing``,
+        ``guidance_scale``, ``guidance_rescale``, ``seed``, ``length``, conditions such as ``label``, and editing:
+        ``init`` (a media file or item, e.g. a wav path) with ``strength`` (SDEdit: 1 regenerates fully, small values
+        stay close to the input) and/or ``keep=(start, end)`` (keep that range of ``init`` and generate the rest:
+        continuation when ``length`` is longer than the input, inpainting otherwise).
+        """
+        options = {**self.defaults, **options}
+        if init is not None and not torch.is_tensor(init):
+            if not isinstance(self.adapter, EditableAdapter):
+                raise ValueError(f"{type(self.adapter).__name__} takes no media input (init)")
+            item = self.adapter.load_init(init, options.get("length"))  # (per-sample shape)
+            init = item[None].expand(n, *item.shape).to(self.device)
+        if keep is not None:
+            if init is None:
+                raise ValueError("keep=(start, end) needs init: the media whose range is kept")
+            options["mask"] = self.adapter.range_mask(tuple(init.shape), *keep).to(self.device)
         return generate_media(
             self.adapter,
             self.denoiser,
@@ -126,7 +149,8 @@ class Pipeline:
             schedule=self.schedule,
             device=self.device,
             progress=progress,
-            **{**self.defaults, **options},
+            init=init,
+            **options,
         )
 
     def save(self, items: list[Any], out: str | Path, prefix: str = "sample", preview: bool = True) -> list[Path]:

@@ -1,0 +1,181 @@
+"""A dataset of fixed-length training crops from a folder of audio files, in any format FFmpeg reads.
+
+The folder is scanned once at construction from file headers (cheap: no decoding for most formats); files that
+cannot be read, hold no audio stream or no samples are skipped with a warning that names each, so one bad file in a
+large folder does not stop a run, and a folder with nothing usable stops it at once with a message saying why.
+Items are random crops of ``duration`` seconds, drawn from a per-item seed when the trainer's sampler gives one, so
+that a resumed run sees the same crops.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .io import AudioDecodeError, audio_info, load_audio
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
+SHORT_POLICIES = ("pad", "loop", "skip")
+
+
+@dataclass(frozen=True)
+class _Clip:
+    """One usable file: where it is, what its header says, its class index (-1 when unlabeled)."""
+
+    path: Path
+    sample_rate: int
+    duration: float
+    label: int = -1
+
+
+class AudioFolder(Dataset):
+    """Random ``duration``-second crops of the audio files under ``root`` (searched recursively).
+
+    Items are ``{"audio": (channels, round(duration * sample_rate)) float32}``, plus ``"label"`` (int64, 0-dim) when
+    ``labels="subfolder"``: the class of a file is its first sub-folder under ``root``; class names are sorted and
+    numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys are an index or ``(index, item_seed)``:
+    with a seed the crop start comes from ``torch.Generator().manual_seed(item_seed)`` (deterministic), without one
+    from torch's global RNG.
+
+    Clips shorter than ``duration``: ``short_policy="pad"`` zero-pads them at the end, ``"loop"`` repeats them,
+    ``"skip"`` leaves them out (judged from the header duration). ``cache=True`` keeps decoded, resampled waveforms in
+    memory after their first load (per process: each DataLoader worker fills its own cache).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        sample_rate: int = 22050,
+        channels: int = 1,
+        duration: float = 4.0,
+        short_policy: str = "pad",
+        extensions: tuple[str, ...] | list[str] = AUDIO_EXTENSIONS,
+        labels: str | None = None,
+        cache: bool = False,
+    ):
+        _check_args(sample_rate, channels, duration, short_policy, labels)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"AudioFolder: root {self.root} is not a folder")
+        self.sample_rate, self.channels, self.duration = int(sample_rate), channels, float(duration)
+        self.num_samples = round(self.duration * self.sample_rate)  # crop length T
+        self.short_policy, self.labels, self.cache = short_policy, labels, cache
+        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+        self._cache: dict[int, Tensor] = {}
+        files = self._find_files()
+        self.skipped: list[tuple[Path, str]] = []  # (file, reason) for every file left out
+        clips = list(filter(None, map(self._scan, files)))  # no comprehension frame: keeps warnings' stacklevel right
+        if not clips:
+            raise ValueError(
+                f"AudioFolder: no usable audio under {self.root}: {len(files)} file(s) seen with extensions "
+                f"{', '.join(self.extensions)}, {len(self.skipped)} skipped"
+                + (f" (first: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
+            )
+        self.class_names = sorted({self._class_of(c.path) for c in clips}) if labels else []
+        self.num_classes = len(self.class_names)
+        if labels:
+            index = {name: i for i, name in enumerate(self.class_names)}
+            clips = [replace(c, label=index[self._class_of(c.path)]) for c in clips]
+        self.clips = clips
+
+    # --------------------------------------------------------------------------------------------------- scanning
+
+    def _find_files(self) -> list[Path]:
+        """Every file under ``root`` whose suffix is one of ``extensions`` (any case), sorted for a stable order."""
+        return sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file())
+
+    def _class_of(self, path: Path) -> str:
+        """The first sub-folder of ``path`` under ``root``: its class name with ``labels='subfolder'``."""
+        return path.relative_to(self.root).parts[0]
+
+    def _skip(self, path: Path, reason: str, warn: bool = True) -> None:
+        self.skipped.append((path, reason))
+        if warn:
+            # stacklevel 4: _skip <- _scan <- __init__ <- the line that built the AudioFolder
+            warnings.warn(f"AudioFolder: skipping {path}: {reason}", stacklevel=4)
+
+    def _scan(self, path: Path) -> _Clip | None:
+        """Header of one file -> a :class:`_Clip`, or ``None`` (recorded in ``skipped``) when it cannot be used."""
+        if self.labels and len(path.relative_to(self.root).parts) < 2:
+            self._skip(path, f"labels='subfolder' needs each file inside a class sub-folder of {self.root}")
+            return None
+        try:
+            info = audio_info(path)
+        except AudioDecodeError as error:
+            self._skip(path, error.reason)
+            return None
+        if info["duration"] <= 0:
+            self._skip(path, "it holds no samples")
+            return None
+        if self.short_policy == "skip" and info["duration"] < self.duration:
+            self._skip(path, f"{info['duration']:.2f} s is shorter than duration={self.duration} s", warn=False)
+            return None
+        return _Clip(path, info["sample_rate"], info["duration"])
+
+    def summary(self) -> str:
+        """One line: files used and skipped, total hours, native sample rates with their file counts."""
+        rates = Counter(c.sample_rate for c in self.clips)
+        hours = sum(c.duration for c in self.clips) / 3600
+        rate_text = ", ".join(f"{rate} ({n})" for rate, n in sorted(rates.items()))
+        text = f"AudioFolder {self.root}/: {len(self.clips)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
+        text += f", sample rates {rate_text}"
+        return text + (f", {self.num_classes} classes" if self.labels else "")
+
+    # ------------------------------------------------------------------------------------------------------ items
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _waveform(self, index: int) -> Tensor:
+        """The whole file ``(channels, T_file)`` at ``sample_rate``, from the cache when enabled."""
+        if index in self._cache:
+            return self._cache[index]
+        waveform = load_audio(self.clips[index].path, self.sample_rate, self.channels)
+        if self.cache:
+            self._cache[index] = waveform
+        return waveform
+
+    def _fit(self, waveform: Tensor, generator: torch.Generator | None) -> Tensor:
+        """``(C, T_file) -> (C, num_samples)``: a random crop, or padding/looping for a short clip."""
+        length, n = waveform.shape[1], self.num_samples
+        if length > n:
+            start = int(torch.randint(0, length - n + 1, (1,), generator=generator))
+            return waveform[:, start : start + n].clone()
+        if self.short_policy == "loop":
+            return waveform.repeat(1, -(-n // length))[:, :n]  # ceil(n / length) copies, cut to n
+        return torch.nn.functional.pad(waveform, (0, n - length))  # "pad", and "skip" clips whose header overstated
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        clip = self.clips[index]
+        index = index % len(self.clips)  # one cache entry per file for negative indices too
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        item = {"audio": self._fit(self._waveform(index), generator)}  # (channels, num_samples)
+        if self.labels:
+            item["label"] = torch.tensor(clip.label, dtype=torch.int64)
+        return item
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def _check_args(sample_rate: int, channels: int, duration: float, short_policy: str, labels: str | None) -> None:
+    """Clear errors for impossible settings, before any file is touched."""
+    if not sample_rate > 0:
+        raise ValueError(f"AudioFolder: sample_rate must be a positive number of Hz, got {sample_rate}")
+    if channels not in (1, 2):
+        raise ValueError(f"AudioFolder: channels must be 1 (mono) or 2 (stereo), got {channels}")
+    if not duration > 0 or round(duration * sample_rate) < 1:
+        raise ValueError(f"AudioFolder: duration must be a positive number of seconds, got {duration}")
+    if short_policy not in SHORT_POLICIES:
+        raise ValueError(f"AudioFolder: short_policy must be one of {SHORT_POLICIES}, got {short_policy!r}")
+    if labels not in (None, "subfolder"):
+        raise ValueError(f"AudioFolder: labels must be None or 'subfolder', got {labels!r}")

@@ -1,0 +1,253 @@
+"""Audio file input/output through PyAV (FFmpeg): decode any format, resample, fix the channel count, write files.
+
+Why PyAV: one decoder for every container and codec a dataset may hold (wav of any bit depth, flac, mp3, ogg/vorbis,
+opus, m4a/aac, aiff), the same library the video modality uses, and no dependency on torchaudio's changing I/O
+backends. Resampling is :func:`torchaudio.functional.resample` (band-limited sinc), done once per file on load.
+
+Every failure to read a file is an :class:`AudioDecodeError` that names the file and the reason, so that a dataset
+scan can skip it with a readable warning and a training run that meets it later stops with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+__all__ = ["WRITE_FORMATS", "AudioDecodeError", "audio_info", "load_audio", "write_audio"]
+
+# Full scale of each integer sample format FFmpeg decodes to (planar variants end in "p": "s16p", "fltp").
+_INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
+_FLOAT_FORMATS = {"flt", "dbl"}
+_LAYOUTS = {1: "mono", 2: "stereo"}
+_MP3_ENCODER = "libmp3lame"
+WRITE_FORMATS = (".wav", ".flac", ".mp3")
+
+
+class AudioDecodeError(ValueError):
+    """A file that cannot be opened or decoded as audio; ``path`` and ``reason`` are kept as attributes."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"cannot read audio from {self.path}: {reason}")
+
+
+# ----------------------------------------------------------------------------------------------------------- decoding
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` with PyAV, turning every FFmpeg/OS failure into :class:`AudioDecodeError`."""
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError) as error:
+        raise AudioDecodeError(
+            path, f"FFmpeg could not open it: {getattr(error, 'strerror', None) or error}"
+        ) from error
+
+
+def _audio_stream(container: av.container.InputContainer, path: str | Path) -> av.AudioStream:
+    """The first audio stream of ``container``; an error listing the stream types when there is none."""
+    if not container.streams.audio:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise AudioDecodeError(path, f"no audio stream (streams found: {', '.join(kinds)})")
+    return container.streams.audio[0]
+
+
+def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
+    """One decoded frame -> float32 ``(channels, samples)``; integer formats scaled to [-1, 1], floats kept as is."""
+    array = frame.to_ndarray()  # planar: (C, n); packed (interleaved): (1, n * C)
+    channels = frame.layout.nb_channels
+    if not frame.format.is_planar:
+        array = array.reshape(-1, channels).T  # (n * C,) interleaved -> (C, n)
+    name = frame.format.name.removesuffix("p")
+    if name in _FLOAT_FORMATS:
+        return array.astype(np.float32, copy=False)
+    if name == "u8":
+        return ((array.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    if name in _INT_SCALE:
+        return (array.astype(np.float64) / _INT_SCALE[name]).astype(np.float32)
+    raise ValueError(f"unexpected sample format {frame.format.name!r}")
+
+
+def _decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode every frame of the first audio stream: ``(float32 (C, T), native sample rate)``."""
+    container = _open(path)
+    try:
+        stream = _audio_stream(container, path)
+        chunks, rate = [], stream.rate
+        for frame in container.decode(stream):
+            chunk = _frame_to_float(frame)  # (C, n)
+            if chunks and chunk.shape[0] != chunks[0].shape[0]:
+                raise AudioDecodeError(
+                    path, f"channel count changes mid-stream ({chunks[0].shape[0]} -> {chunk.shape[0]})"
+                )
+            rate = frame.sample_rate or rate
+            chunks.append(chunk)
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as error:  # FFmpeg errors, an unexpected sample format
+        raise AudioDecodeError(path, f"decoding failed ({error.__class__.__name__}: {error})") from error
+    finally:
+        container.close()
+    if not chunks or sum(c.shape[1] for c in chunks) == 0:
+        raise AudioDecodeError(path, "it decodes to zero samples")
+    if not rate:
+        raise AudioDecodeError(path, "the audio stream has no sample rate")
+    return np.concatenate(chunks, axis=1), int(rate)
+
+
+def _fix_channels(waveform: Tensor, channels: int) -> Tensor:
+    """``(C_in, T) -> (channels, T)``: mean to mono; mono duplicated to stereo; more than two kept as first two."""
+    if channels == 1:
+        return waveform.mean(dim=0, keepdim=True)
+    if waveform.shape[0] == 1:
+        return waveform.expand(2, -1).clone()
+    return waveform[:2]  # stereo kept; for surround layouts FFmpeg orders front-left, front-right first
+
+
+def load_audio(path: str | Path, sample_rate: int, channels: int = 1) -> Tensor:
+    """Decode ``path`` (any format FFmpeg reads) into a float32 ``(channels, samples)`` tensor at ``sample_rate``.
+
+    ``channels=1`` mixes down to mono (mean of the channels); ``channels=2`` keeps stereo, duplicating a mono file and
+    keeping the front pair of a surround one. Integer PCM is scaled to [-1, 1]; float PCM and lossy codecs are kept as
+    decoded (lossy codecs may overshoot 1 slightly). Raises :class:`AudioDecodeError` for unreadable files, files
+    without an audio stream and files with no samples.
+    """
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+    array, rate = _decode(path)
+    waveform = _fix_channels(torch.from_numpy(array), channels)  # (channels, T_native)
+    if rate != sample_rate:
+        waveform = AF.resample(waveform, rate, int(sample_rate))  # (channels, ~T_native * sample_rate / rate)
+    return waveform.contiguous().float()
+
+
+def _stream_duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """Duration in seconds from the stream or the container header, ``None`` when neither states one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def audio_info(path: str | Path) -> dict[str, Any]:
+    """``{"sample_rate", "channels", "duration" (seconds), "codec"}`` of the first audio stream of ``path``.
+
+    Read from the container header when it states a duration (cheap; for mp3 without a Xing header an estimate from
+    the bit rate); otherwise, or when the header says 0 s, the file is decoded. Raises :class:`AudioDecodeError`
+    like :func:`load_audio`.
+    """
+    container = _open(path)
+    try:
+        stream = _audio_stream(container, path)
+        ctx = stream.codec_context
+        info = {"sample_rate": int(stream.rate or 0), "channels": int(ctx.channels), "codec": ctx.name}
+        duration = _stream_duration(container, stream)
+    finally:
+        container.close()
+    if not duration or not info["sample_rate"] or not info["channels"]:
+        array, rate = _decode(path)  # no usable header: decode, which also rejects empty files
+        info.update(sample_rate=rate, channels=array.shape[0], duration=array.shape[1] / rate)
+    else:
+        info["duration"] = duration
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------------- encoding
+
+
+def _as_array(waveform: Tensor | np.ndarray) -> np.ndarray:
+    """``(C, T)`` or ``(T,)`` tensor/array -> float32 ``(C, T)`` in [-1, 1] (NaN -> 0, +-inf -> +-1)."""
+    if isinstance(waveform, Tensor):
+        waveform = waveform.detach().float().cpu().numpy()
+    array = np.asarray(waveform, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"waveform must have shape (channels, samples) with both > 0, got {tuple(array.shape)}")
+    array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(array, -1.0, 1.0)
+
+
+def _write_wav(path: Path, array: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM wav with the standard library: any channel count."""
+    pcm = np.round(array.T * 32767.0).astype("<i2")  # (T, C) interleaved, little-endian
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(array.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def _layout(array: np.ndarray, suffix: str) -> str:
+    if array.shape[0] not in _LAYOUTS:
+        raise ValueError(f"{suffix} files are written mono or stereo here, got {array.shape[0]} channels; use .wav")
+    return _LAYOUTS[array.shape[0]]
+
+
+def _encode(path: Path, array: np.ndarray, sample_rate: int, codec: str, frame_format: str) -> None:
+    """Encode ``array`` (C, T) with the PyAV encoder ``codec``; PyAV re-chunks the one big frame to the codec's size."""
+    layout = _layout(array, path.suffix)
+    if frame_format == "s16":
+        data = np.round(array.T.reshape(1, -1) * 32767.0).astype(np.int16)  # packed: (1, T * C)
+    else:
+        data = np.ascontiguousarray(array)  # planar float: (C, T)
+    frame = av.AudioFrame.from_ndarray(data, format=frame_format, layout=layout)
+    frame.sample_rate, frame.pts = sample_rate, 0
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):  # flush
+            container.mux(packet)
+
+
+def _check_mp3(sample_rate: int) -> None:
+    """A clear error when this FFmpeg build has no mp3 encoder or the encoder cannot take ``sample_rate``."""
+    try:
+        codec = av.codec.Codec(_MP3_ENCODER, "w")
+    except ValueError as error:  # av.codec.codec.UnknownCodecError
+        raise RuntimeError(
+            f"cannot write .mp3: this FFmpeg build (PyAV {av.__version__}) has no {_MP3_ENCODER!r} encoder; "
+            "write .wav or .flac instead"
+        ) from error
+    rates = codec.audio_rates
+    if rates and sample_rate not in rates:
+        raise ValueError(f"mp3 ({_MP3_ENCODER}) cannot encode {sample_rate} Hz; supported rates: {sorted(rates)}")
+
+
+def write_audio(path: str | Path, waveform: Tensor | np.ndarray, sample_rate: int) -> Path:
+    """Write ``waveform`` (C, T) (or (T,) for mono) to ``path``; the format follows the suffix. Returns the path.
+
+    ``.wav``: 16-bit PCM (standard library, any channel count); ``.flac``: 16-bit FLAC; ``.mp3``: libmp3lame at its
+    default bit rate. Samples are clipped to [-1, 1] (NaN written as silence); parent folders are created.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_FORMATS:
+        raise ValueError(
+            f"cannot write audio to {path}: unknown suffix {path.suffix!r}; supported: {', '.join(WRITE_FORMATS)}"
+        )
+    if not (math.isfinite(sample_rate) and sample_rate > 0 and int(sample_rate) == sample_rate):
+        raise ValueError(f"sample_rate must be a positive whole number of Hz, got {sample_rate}")
+    sample_rate = int(sample_rate)
+    array = _as_array(waveform)  # (C, T) in [-1, 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".wav":
+        _write_wav(path, array, sample_rate)
+    elif suffix == ".flac":
+        _encode(path, array, sample_rate, "flac", "s16")
+    else:
+        _check_mp3(sample_rate)
+        _encode(path, array, sample_rate, _MP3_ENCODER, "fltp")
+    return path

@@ -1,0 +1,27 @@
+"""Choosing the audio source from a config: the built-in synth, or a folder when ``root`` is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+
+def music_or_folder(
+    root: str | None = None,
+    sample_rate: int = 16000,
+    duration: float = 2.0,
+    synth: dict[str, Any] | None = None,
+    folder: dict[str, Any] | None = None,
+) -> Dataset:
+    """:class:`AudioFolder` over ``root`` when it is given, else the built-in :class:`MusicSynth`.
+
+    ``synth`` and ``folder`` hold the keyword arguments of each; ``sample_rate`` and ``duration`` are shared, so a
+    recipe trains on the synth by default and on the user's audio with a single ``data.root=PATH`` override.
+    """
+    from .folder import AudioFolder
+    from .synth import MusicSynth
+
+    if root:
+        return AudioFolder(root=root, sample_rate=sample_rate, duration=duration, **dict(folder or {}))
+    return MusicSynth(sample_rate=sample_rate, duration=duration, **dict(synth or {}))

@@ -1,0 +1,110 @@
+"""A U-Net for any number of dimensions, built from :mod:`mmdiff.nn.blocks`.
+
+``UNet(dims=1, in_channels=80, ...)`` is the audio network (mel bins as channels, time as the axis); video uses the
+same blocks at three dimensions. Any input whose size is a multiple of the total downsampling factor works, so a
+model trained on short clips generates longer ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import Attention, Downsample, ResBlock, Upsample, checkpointed, conv_nd, group_norm, zero_init
+from .embeddings import ConditionEmbedding, TimestepEmbedding
+
+
+class UNet(nn.Module):
+    """``net(x_t (B, C, *S), t (B,), label=(B,)) -> (B, C_out, *S)``.
+
+    Args:
+        dims: 1, 2 or 3 spatial dims.
+        in_channels, out_channels: input / output channels (``out_channels`` defaults to ``in_channels``).
+        channels: width of the first level; level ``i`` has ``channels * channel_mult[i]``.
+        channel_mult: one entry per level; each level but the last halves the resolution.
+        num_res_blocks: residual blocks per level.
+        attention_levels: levels (0 = full resolution) that get self-attention after each residual block.
+        heads: attention heads.
+        num_classes: class-conditional when > 0 (label ``num_classes`` is the null label for guidance).
+        dropout: dropout inside residual blocks.
+        time_scale: multiplies the network time before the sinusoidal embedding.
+        down_factor: per-axis downsampling factor between levels (e.g. ``(1, 2, 2)`` keeps video frames).
+        gradient_checkpointing: recompute block activations in the backward pass (less memory, ~30% slower).
+    """
+
+    def __init__(
+        self,
+        dims: int = 1,
+        in_channels: int = 80,
+        out_channels: int | None = None,
+        channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 4),
+        num_res_blocks: int = 2,
+        attention_levels: Sequence[int] = (2,),
+        heads: int = 4,
+        num_classes: int = 0,
+        dropout: float = 0.0,
+        time_scale: float = 1.0,
+        down_factor: int | Sequence[int] = 2,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.dims, self.gradient_checkpointing = dims, gradient_checkpointing
+        factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
+        self.multiple = tuple(f ** (len(channel_mult) - 1) for f in factor)  # input sizes must be multiples of this
+        emb_dim = 4 * channels
+        self.time = TimestepEmbedding(emb_dim, scale=time_scale)
+        self.cond = ConditionEmbedding(num_classes, emb_dim)
+        self.inp = conv_nd(dims, in_channels, channels, 3, padding=1)
+
+        widths = [channels * m for m in channel_mult]
+        self.down = nn.ModuleList()
+        skips, ch = [channels], channels
+        for level, width in enumerate(widths):
+            for _ in range(num_res_blocks):
+                blocks = [ResBlock(dims, ch, width, emb_dim, dropout)]
+                if level in attention_levels:
+                    blocks.append(Attention(width, heads))
+                self.down.append(nn.ModuleList(blocks))
+                ch = width
+                skips.append(ch)
+            if level < len(widths) - 1:
+                self.down.append(nn.ModuleList([Downsample(dims, ch, factor)]))
+                skips.append(ch)
+        self.mid = nn.ModuleList(
+            [ResBlock(dims, ch, ch, emb_dim, dropout), Attention(ch, heads), ResBlock(dims, ch, ch, emb_dim, dropout)]
+        )
+        self.up = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            for i in range(num_res_blocks + 1):
+                blocks = [ResBlock(dims, ch + skips.pop(), width, emb_dim, dropout)]
+                ch = width
+                if level in attention_levels:
+                    blocks.append(Attention(width, heads))
+                if level > 0 and i == num_res_blocks:
+                    blocks.append(Upsample(dims, ch, factor))
+                self.up.append(nn.ModuleList(blocks))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(conv_nd(dims, ch, out_channels, 3, padding=1)))
+
+    def _run(self, blocks: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+        for block in blocks:
+            h = checkpointed(block, h, emb, self.gradient_checkpointing and self.training)
+        return h
+
+    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+        sizes = x.shape[2:]
+        if any(s % m for s, m in zip(sizes, self.multiple)):
+            raise ValueError(f"UNet: input size {tuple(sizes)} must be a multiple of {self.multiple} on each axis")
+        emb = self.time(t.to(x.device)) + self.cond(label, x.shape[0], x.device)  # (B, emb_dim)
+        h = self.inp(x)
+        hs = [h]
+        for blocks in self.down:
+            h = self._run(blocks, h, emb)
+            hs.append(h)
+        h = self._run(self.mid, h, emb)
+        for blocks in self.up:
+            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb)
+        return self.out(h)
