@@ -4,11 +4,11 @@ Every sampler in :data:`mmdiff.core.SAMPLERS` is run with the *exact* denoiser o
 (:meth:`mmdiff.core.GaussianMixture.ring`), so there is no learned-model error: the only gap between the samples and
 the true distribution is the sampler's discretisation error (plus Monte-Carlo noise). We report the sliced
 Wasserstein distance (p = 1) between ``n`` samples and ``n`` true samples as a function of the number of denoiser
-evaluations (NFE), the cost that matters in practice. Two references bound the table: the *floor* (the SWD between
-two independent true sample sets of size ``n``: nothing can beat it) and DDPM at 500 and 1000 steps (close to the
-exact reverse process).
+evaluations (NFE), the cost that matters in practice. Two references frame the table: the *floor* (the SWD between
+two independent true sample sets of size ``n``: the Monte-Carlo noise level, itself one noisy draw, so converged
+samplers land around it, above or below) and DDPM at 500 and 1000 steps (close to the exact reverse process).
 
-    python benchmarks/samplers.py --out benchmarks/results          # full run (a few minutes on 2 cores)
+    python benchmarks/samplers.py --out benchmarks/results          # full run (about 14 minutes on 2 cores)
     python benchmarks/samplers.py --out /tmp/bench --quick          # smoke test
 
 Writes ``samplers.md`` (the table, also printed) and ``samplers.png`` (log-log SWD vs NFE) to ``--out``.
@@ -103,11 +103,14 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, rs in rows.items():
-        ax.plot([c for _, c in rs], [s for s, _ in rs], marker="o", ms=3, label=name)
+    for i, (name, rs) in enumerate(rows.items()):  # varied styles: ddim = euler and ddpm = euler_ancestral overlap
+        style = dict(marker="os^vD"[i % 5], ls=("-", ":")[i % 2], ms=4, mfc="none")
+        ax.plot([c for _, c in rs], [s for s, _ in rs], label=name, **style)
     ax.axhline(floor, color="k", ls="--", lw=1, label=f"floor (n={n})")
     ax.axhline(ddpm_ref[500], color="gray", ls="--", lw=1, label="ddpm, 500 steps")
     ax.set(xscale="log", yscale="log", xlabel="denoiser evaluations (NFE)", ylabel="sliced W1 to the true ring")
+    ax.set_xticks(nfes, [str(nfe) for nfe in nfes])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_title("Samplers on the 8-mode ring, exact denoiser")
     ax.legend(fontsize=8)
     fig.tight_layout()
