@@ -19,6 +19,7 @@ import yaml
 COMMANDS = {
     "train": "train a recipe: mmdiff train recipe=NAME [key=value ...]",
     "sample": "generate from a trained run: mmdiff sample run=PATH n=4 out=DIR [key=value ...]",
+    "eval": "score a trained run's samples against its data: mmdiff eval run=PATH n=32 [out=report.json]",
     "demo": "sample a known distribution with the core's samplers and report their accuracy",
 }
 
@@ -145,16 +146,27 @@ def parse_key_values(argv: list[str], allowed: set[str]) -> dict[str, Any]:
     return out
 
 
-def _sample(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {COMMANDS['sample']}\noptions: {', '.join(sorted(SAMPLE_KEYS))}")
-        return 0 if argv else 2
-    opts = parse_key_values(argv, SAMPLE_KEYS)
+def _load_for(command: str, argv: list[str], allowed: set[str]):
+    """Parse ``key=value`` options of ``command`` and load the run they name: ``(pipeline, remaining options)``."""
+    opts = parse_key_values(argv, allowed)
     if "run" not in opts:
-        raise SystemExit("mmdiff sample: run=PATH is required (a run directory or a checkpoint folder)")
+        raise SystemExit(f"mmdiff {command}: run=PATH is required (a run directory or a checkpoint folder)")
     from .pipeline import load
 
-    pipe = load(str(opts.pop("run")), device=opts.pop("device", None), ema=bool(opts.pop("ema", True)))
+    return load(str(opts.pop("run")), device=opts.pop("device", None), ema=bool(opts.pop("ema", True))), opts
+
+
+def _usage(command: str, allowed: set[str], argv: list[str]) -> int | None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {COMMANDS[command]}\noptions: {', '.join(sorted(allowed))}")
+        return 0 if argv else 2
+    return None
+
+
+def _sample(argv: list[str]) -> int:
+    if (code := _usage("sample", SAMPLE_KEYS, argv)) is not None:
+        return code
+    pipe, opts = _load_for("sample", argv, SAMPLE_KEYS)
     n, out = int(opts.pop("n", 4)), Path(str(opts.pop("out", "samples")))
     if "init" in opts:
         opts["init"] = str(opts["init"])
@@ -163,6 +175,45 @@ def _sample(argv: list[str]) -> int:
     items = pipe.generate(n, progress=bool(opts.pop("progress", True)), **opts)
     for path in pipe.save(items, out):
         print(path)
+    return 0
+
+
+# ---- eval ----------------------------------------------------------------------------------------------------------
+EVAL_KEYS = {
+    "run",
+    "n",
+    "out",
+    "steps",
+    "sampler",
+    "spacing",
+    "seed",
+    "guidance_scale",
+    "guidance_rescale",
+    "device",
+    "ema",
+}
+
+
+def _eval(argv: list[str]) -> int:
+    import json
+
+    from hydra.utils import instantiate
+
+    if (code := _usage("eval", EVAL_KEYS, argv)) is not None:
+        return code
+    pipe, opts = _load_for("eval", argv, EVAL_KEYS)
+    if not hasattr(pipe.adapter, "evaluate"):
+        raise SystemExit(f"mmdiff eval: {type(pipe.adapter).__name__} has no evaluate method")
+    out = opts.pop("out", None)
+    dataset = instantiate(pipe.config.data)
+    report = pipe.adapter.evaluate(pipe, dataset, **opts)
+    metrics = sorted({k for row in report.values() for k in row})
+    print(f"{'':<26}" + "".join(f"{m:>18}" for m in metrics))
+    for name, row in report.items():
+        print(f"{name:<26}" + "".join(f"{row.get(m, float('nan')):>18.4f}" for m in metrics))
+    if out:
+        Path(str(out)).write_text(json.dumps(report, indent=2))
+        print(f"wrote {out}")
     return 0
 
 
@@ -198,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<8}{text}")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    handlers = {"train": _train, "sample": _sample, "demo": _demo}
+    handlers = {"train": _train, "sample": _sample, "eval": _eval, "demo": _demo}
     if command not in handlers:
         print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

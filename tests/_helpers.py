@@ -1,6 +1,7 @@
 """Shared helpers for the tests."""
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -12,3 +13,35 @@ def mixture_for(shape, components: int = 3, seed: int = 0) -> GaussianMixture:
     g = torch.Generator().manual_seed(seed)
     dim = math.prod(shape[1:])
     return GaussianMixture(torch.randn(components, dim, generator=g), torch.rand(components, generator=g) * 0.5 + 0.2)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: int = 4) -> Path:
+    """Train the tiny run described by ``tests/data/<config_name>`` for ``steps`` steps on the CPU; return its dir."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from mmdiff.core import DiffusionLoss
+    from mmdiff.train import Trainer
+
+    text = (DATA / config_name).read_text()
+    cfg = OmegaConf.create(text)
+    torch.manual_seed(0)
+    Trainer(
+        adapter=instantiate(cfg.adapter),
+        net=instantiate(cfg.net),
+        dataset=instantiate(cfg.data),
+        objective=DiffusionLoss(instantiate(cfg.schedule), cfg.parameterization),
+        optimizer=lambda p: torch.optim.AdamW(p, 1e-3),
+        run_dir=run_dir,
+        config_yaml=text,
+        max_steps=steps,
+        batch_size=batch_size,
+        sample_every=0,
+        device="cpu",
+        progress=False,
+        generate={"num_samples": 2, "steps": 3},
+    ).fit()
+    return run_dir

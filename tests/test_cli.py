@@ -63,6 +63,9 @@ def test_train_resume_and_sample_from_the_cli(tmp_path):
         tmp_path,
     )
     assert (tmp_path / "gen" / "sample.npy").is_file() and "sample.npy" in sampled.stdout
+    scored = run(["eval", f"run={run_dir}", "n=128", f"out={tmp_path / 'report.json'}", "steps=5"], tmp_path)
+    assert "sliced_w1" in scored.stdout and "real, held out" in scored.stdout
+    assert (tmp_path / "report.json").is_file()
 
 
 def test_bare_train_lists_recipes_and_cfg_job_prints_the_config(tmp_path):

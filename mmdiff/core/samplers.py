@@ -150,30 +150,6 @@ def ddpm(denoiser, x, sigmas, *, noise, callback=None):
     return x
 
 
-def dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None):
-    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2): a second-order multistep exponential integrator
-    on the data prediction. First step and the step to sigma = 0 are first order (DDIM)."""
-    sig = sigmas.tolist()
-    x = x.float()
-    old_denoised, h_last = None, None
-    for i in range(len(sig) - 1):
-        sigma, sigma_next = sig[i], sig[i + 1]
-        denoised = _denoise(denoiser, x, sigma)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            h = math.log(sigma / sigma_next)  # lambda_next - lambda
-            d = denoised
-            if old_denoised is not None:
-                r = h_last / h
-                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = (sigma_next / sigma) * x - math.expm1(-h) * d
-            h_last = h
-        old_denoised = denoised
-        _report(callback, i, sigma, sigma_next, x, denoised)
-    return x
-
-
 def dpmpp_2m_sde(denoiser, x, sigmas, *, noise, callback=None, eta=1.0, s_noise=1.0):
     """DPM-Solver++(2M) SDE (Lu et al. 2022, sec. 4 with the SDE's exact noise term; midpoint form as in diffusers'
     ``algorithm_type="sde-dpmsolver++"``). ``eta`` scales the injected noise; ``eta = 0`` is :func:`dpmpp_2m`."""
@@ -239,6 +215,13 @@ def dpmpp_3m_sde(denoiser, x, sigmas, *, noise=None, callback=None, eta=1.0, s_n
         h_1, h_2 = h, h_1
         _report(callback, i, sigma, sigma_next, x, denoised)
     return x
+
+
+def dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None):
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2): a second-order multistep exponential integrator on
+    the data prediction; the first step and the step to sigma = 0 are first order. :func:`dpmpp_2m_sde` with
+    ``eta = 0``, whose update then reduces to ``x' = (s'/s) x + (1 - e^{-h}) ((1 + 1/2r) D - (1/2r) D_prev)``."""
+    return dpmpp_2m_sde(denoiser, x, sigmas, noise=noise, callback=callback, eta=0.0)
 
 
 def dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None):
