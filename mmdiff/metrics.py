@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
+import scipy.linalg
 import torch
 from torch import Tensor
 
@@ -32,3 +36,37 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
         return p[lo] * (1 - frac) + p[hi] * frac
 
     return float(((quantiles(pa) - quantiles(pb)).abs() ** p).mean() ** (1 / p))
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F), as in FID (Heusel 2017).
+
+    ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``. Both sets are first standardised with the mean and std
+    of the reference set ``b``, so that features on different scales (Hz, dB, shares) weigh alike and the distance
+    is in units of the reference's spread; constant reference columns are only centred. ``eps * I`` is added to both
+    covariances (small sets give singular ones), and the real part of :func:`scipy.linalg.sqrtm` is kept (a warning
+    if its imaginary part is not negligible). Needs at least 2 rows per set.
+    """
+    a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"features: need two (N, F) arrays with the same F, got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"features: need at least 2 rows per set to fit a covariance, got {len(a)} and {len(b)}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("features: contain NaN or inf")
+    mean, std = b.mean(axis=0), b.std(axis=0)  # (F,) reference statistics
+    std = np.where(std > 1e-12, std, 1.0)
+    a, b = (a - mean) / std, (b - mean) / std
+    ridge = eps * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge  # (F, F)
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
+    if np.iscomplexobj(covmean):
+        imag = np.abs(covmean.imag).max()
+        if imag > 1e-3 * max(1.0, np.abs(covmean.real).max()):
+            warnings.warn(
+                f"frechet_distance: sqrtm has an imaginary part of {imag:.3g}; keeping the real part", stacklevel=2
+            )
+        covmean = covmean.real
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)
+    return float(max(distance, 0.0))

@@ -119,3 +119,13 @@ def test_music_evaluation_rows(audio_run):
     assert all(set(row) == {"voiced_share", "on_scale_share", "frechet_distance"} for row in report.values())
     with pytest.raises(ValueError, match="needs 2 x n = 40 real clips"):
         evaluate_music(pipe, MusicSynth(size=16, sample_rate=8000, duration=1.0), n=20)
+
+
+def test_data_root_switches_the_recipe_to_a_folder(tmp_path):
+    from mmdiff.modalities.audio import AudioFolder, music_or_folder
+
+    t = np.arange(16000) / 16000
+    write_audio(tmp_path / "a" / "tone.wav", 0.3 * np.sin(2 * np.pi * 330 * t)[None], 16000)
+    folder = music_or_folder(root=str(tmp_path), sample_rate=16000, duration=0.5, folder={"labels": None})
+    assert isinstance(folder, AudioFolder) and folder[(0, 1)]["audio"].shape == (1, 8000)
+    assert isinstance(music_or_folder(sample_rate=8000, duration=0.5, synth={"size": 4}), MusicSynth)

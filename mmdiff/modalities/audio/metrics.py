@@ -15,13 +15,12 @@ Two views, both reference-free where possible:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 
 import librosa
 import numpy as np
-import scipy.linalg
 
+from ...metrics import frechet_distance
 from .synth import scale_pitch_classes
 
 # pyin settings. The audio is resampled to ANALYSIS_SR first: pitches up to C7 (2093 Hz) fit below its Nyquist, and
@@ -195,40 +194,6 @@ def audio_features(waveforms: Iterable, sample_rate: int) -> np.ndarray:
     autocorrelation at lags of 60..1000 Hz). Meant for :func:`frechet_distance`, which standardises the columns.
     """
     return np.stack([_clip_features(clip, sample_rate) for clip in _as_clips(waveforms)])
-
-
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F), as in FID (Heusel 2017).
-
-    ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``. Both sets are first standardised with the mean and std
-    of the reference set ``b``, so that features on different scales (Hz, dB, shares) weigh alike and the distance
-    is in units of the reference's spread; constant reference columns are only centred. ``eps * I`` is added to both
-    covariances (small sets give singular ones), and the real part of :func:`scipy.linalg.sqrtm` is kept (a warning
-    if its imaginary part is not negligible). Needs at least 2 rows per set.
-    """
-    a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"features: need two (N, F) arrays with the same F, got {a.shape} and {b.shape}")
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"features: need at least 2 rows per set to fit a covariance, got {len(a)} and {len(b)}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("features: contain NaN or inf")
-    mean, std = b.mean(axis=0), b.std(axis=0)  # (F,) reference statistics
-    std = np.where(std > 1e-12, std, 1.0)
-    a, b = (a - mean) / std, (b - mean) / std
-    ridge = eps * np.eye(a.shape[1])
-    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge  # (F, F)
-    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
-    if np.iscomplexobj(covmean):
-        imag = np.abs(covmean.imag).max()
-        if imag > 1e-3 * max(1.0, np.abs(covmean.real).max()):
-            warnings.warn(
-                f"frechet_distance: sqrtm has an imaginary part of {imag:.3g}; keeping the real part", stacklevel=2
-            )
-        covmean = covmean.real
-    diff = a.mean(axis=0) - b.mean(axis=0)
-    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)
-    return float(max(distance, 0.0))
 
 
 def music_report(
