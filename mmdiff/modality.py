@@ -19,8 +19,12 @@ from torch import Tensor
 class ModalityAdapter(Protocol):
     """What the trainer and the generation pipeline need from a modality."""
 
-    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """A collated dataset batch (already on the training device) -> ``(x0 (B, ...), conditions)``."""
+    def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """A collated dataset batch (already on the training device) -> ``(x0 (B, ...), conditions)``.
+
+        ``generator`` (per-sample generators from the trainer) drives any training-time randomness of the encoding
+        (e.g. which video frames are given as known), so that resumed and multi-process runs stay exact.
+        """
         ...
 
     def decode(self, x: Tensor) -> list[Any]:

@@ -128,12 +128,14 @@ class Pipeline:
 
         Options (defaults from the run's ``generate`` config): ``steps``, ``sampler``, ``spacing``,
         ``guidance_scale``, ``guidance_rescale``, ``seed``, ``length``, conditions such as ``label``, and editing:
-        ``init`` (a media file or item, e.g. a wav path) with ``strength`` (SDEdit: 1 regenerates fully, small values
+        ``init`` (a media file or one decoded item: a wav path, a ``(channels, samples)`` waveform, a video file, a
+        ``(3, F, H, W)`` clip or ``(3, H, W)`` image in [0, 1]; or a batch already in the model's space) with
+        ``strength`` (SDEdit: 1 regenerates fully, small values
         stay close to the input) and/or ``keep=(start, end)`` (keep that range of ``init`` and generate the rest:
         continuation when ``length`` is longer than the input, inpainting otherwise).
         """
         options = {**self.defaults, **options}
-        if init is not None and not torch.is_tensor(init):
+        if init is not None and not self._is_model_batch(init, options.get("length")):
             if not isinstance(self.adapter, EditableAdapter):
                 raise ValueError(f"{type(self.adapter).__name__} takes no media input (init)")
             item = self.adapter.load_init(init, options.get("length"))  # (per-sample shape)
@@ -142,6 +144,8 @@ class Pipeline:
             if init is None:
                 raise ValueError("keep=(start, end) needs init: the media whose range is kept")
             options["mask"] = self.adapter.range_mask(tuple(init.shape), *keep).to(self.device)
+            if getattr(self.adapter, "takes_known_frames", False):  # the network is also told which frames are known
+                options.update(known=init, known_mask=options["mask"])
         return generate_media(
             self.adapter,
             self.denoiser,
@@ -152,6 +156,10 @@ class Pipeline:
             init=init,
             **options,
         )
+
+    def _is_model_batch(self, init: Any, length: Any) -> bool:
+        """A batch tensor already in the model's space (``(n, *sample_shape)``), as opposed to one media item."""
+        return torch.is_tensor(init) and init.ndim == len(self.adapter.sample_shape(length)) + 1
 
     def save(self, items: list[Any], out: str | Path, prefix: str = "sample", preview: bool = True) -> list[Path]:
         """Write ``items`` as media files into ``out`` (and a ``preview.png``); return the media paths."""

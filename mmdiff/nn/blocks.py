@@ -32,28 +32,73 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm over each frame of ``x (B, C, F, H, W)`` on its own, so that frames do not share statistics and a
+    video network whose temporal parts are still zero acts exactly as an image network on every frame."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, f, h, w = x.shape
+        frames = super().forward(x.transpose(1, 2).reshape(b * f, c, h, w))
+        return frames.reshape(b, f, c, h, w).transpose(1, 2)
+
+
+def group_norm(channels: int, groups: int = 32, per_frame: bool = False) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= ``groups`` that divides ``channels`` (per frame for video)."""
     g = min(groups, channels)
     while channels % g:
         g -= 1
-    return nn.GroupNorm(g, channels)
+    return FrameGroupNorm(g, channels) if per_frame else nn.GroupNorm(g, channels)
+
+
+class SpaceTimeConv(nn.Module):
+    """A factorised (2+1)-D convolution for video ``(B, C, F, H, W)``: a spatial ``1 x k x k`` convolution, then a
+    temporal ``k x 1 x 1`` convolution added as a residual that starts at zero (Make-A-Video, Singer et al. 2022;
+    "pseudo-3D"), so a fresh block acts frame by frame and learns motion on top."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3):
+        super().__init__()
+        self.spatial = nn.Conv3d(in_ch, out_ch, (1, kernel, kernel), padding=(0, kernel // 2, kernel // 2))
+        self.temporal = zero_init(nn.Conv3d(out_ch, out_ch, (kernel, 1, 1), padding=(kernel // 2, 0, 0)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.spatial(x)
+        return h + self.temporal(h)
+
+
+def conv_block(dims: int, in_ch: int, out_ch: int, kernel: int = 3, factorized: bool = False) -> nn.Module:
+    """A same-size convolution: :class:`SpaceTimeConv` for factorised video, else ``Conv{dims}d``."""
+    if factorized:
+        if dims != 3:
+            raise ValueError(f"factorised space-time convolutions need dims=3, got {dims}")
+        return SpaceTimeConv(in_ch, out_ch, kernel)
+    return conv_nd(dims, in_ch, out_ch, kernel, padding=kernel // 2)
 
 
 class ResBlock(nn.Module):
     """``norm -> SiLU -> conv -> scale/shift by the embedding -> norm -> SiLU -> dropout -> conv``, plus a skip.
 
-    ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``. The second conv starts at zero.
+    ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``. The second conv starts at zero. With
+    ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame.
     """
 
-    def __init__(self, dims: int, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0, kernel: int = 3):
+    def __init__(
+        self,
+        dims: int,
+        in_ch: int,
+        out_ch: int,
+        emb_dim: int,
+        dropout: float = 0.0,
+        kernel: int = 3,
+        factorized: bool = False,
+    ):
         super().__init__()
         self.dims = dims
-        self.norm1, self.conv1 = group_norm(in_ch), conv_nd(dims, in_ch, out_ch, kernel, padding=kernel // 2)
+        self.norm1 = group_norm(in_ch, per_frame=factorized)
+        self.conv1 = conv_block(dims, in_ch, out_ch, kernel, factorized)
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
-        self.norm2 = group_norm(out_ch)
+        self.norm2 = group_norm(out_ch, per_frame=factorized)
         self.drop = nn.Dropout(dropout)
-        self.conv2 = zero_init(conv_nd(dims, out_ch, out_ch, kernel, padding=kernel // 2))
+        self.conv2 = zero_init(conv_block(dims, out_ch, out_ch, kernel, factorized))
         self.skip = conv_nd(dims, in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -84,6 +129,42 @@ class Attention(nn.Module):
         return x + self.out(out).reshape(b, c, *spatial)
 
 
+class SpatialAttention(Attention):
+    """Self-attention within each frame of ``x (B, C, F, H, W)``: ``H * W`` tokens per frame."""
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        b, c, f, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * f, c, h, w)  # (B*F, C, H, W)
+        return super().forward(frames).reshape(b, f, c, h, w).transpose(1, 2)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across frames at each pixel of ``x (B, C, F, H, W)``, with a learned relative-position bias
+    per head (Shaw et al. 2018; as in Video Diffusion Models, Ho et al. 2022). Offsets beyond ``max_distance`` share
+    the last bias, so clips longer than the training ones still work. Starts as the identity (zero output)."""
+
+    def __init__(self, channels: int, heads: int = 4, max_distance: int = 32):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
+        self.heads, self.max_distance = heads, max_distance
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = zero_init(nn.Linear(channels, channels))
+        self.bias = nn.Embedding(2 * max_distance + 1, heads)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        b, c, f, h, w = x.shape
+        tokens = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c)  # (B*H*W, F, C)
+        q, k, v = self.qkv(tokens).reshape(b * h * w, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        pos = torch.arange(f, device=x.device)
+        offset = (pos[None, :] - pos[:, None]).clamp(-self.max_distance, self.max_distance) + self.max_distance
+        bias = self.bias(offset).permute(2, 0, 1).to(q.dtype)  # (heads, F, F)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*H*W, heads, F, C/heads)
+        out = self.out(out.transpose(1, 2).reshape(b * h * w, f, c))
+        return x + out.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
+
+
 class Downsample(nn.Module):
     """Strided convolution by ``factor`` per axis (e.g. 2 for audio, ``(1, 2, 2)`` for space-only video)."""
 
@@ -98,12 +179,12 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour upsampling by ``factor`` per axis, then a convolution."""
+    """Nearest-neighbour upsampling by ``factor`` per axis, then a convolution (factorised for video)."""
 
-    def __init__(self, dims: int, channels: int, factor: int | Sequence[int] = 2):
+    def __init__(self, dims: int, channels: int, factor: int | Sequence[int] = 2, factorized: bool = False):
         super().__init__()
         self.factor = tuple(factor) if isinstance(factor, Sequence) else (factor,) * dims
-        self.conv = conv_nd(dims, channels, channels, 3, padding=1)
+        self.conv = conv_block(dims, channels, channels, 3, factorized)
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))

@@ -12,12 +12,23 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .blocks import Attention, Downsample, ResBlock, Upsample, checkpointed, conv_nd, group_norm, zero_init
+from .blocks import (
+    Attention,
+    Downsample,
+    ResBlock,
+    SpatialAttention,
+    TemporalAttention,
+    Upsample,
+    checkpointed,
+    conv_block,
+    group_norm,
+    zero_init,
+)
 from .embeddings import ConditionEmbedding, TimestepEmbedding
 
 
 class UNet(nn.Module):
-    """``net(x_t (B, C, *S), t (B,), label=(B,)) -> (B, C_out, *S)``.
+    """``net(x_t (B, C, *S), t (B,), label=(B,), concat=(B, C_cat, *S)) -> (B, C_out, *S)``.
 
     Args:
         dims: 1, 2 or 3 spatial dims.
@@ -32,6 +43,11 @@ class UNet(nn.Module):
         time_scale: multiplies the network time before the sinusoidal embedding.
         down_factor: per-axis downsampling factor between levels (e.g. ``(1, 2, 2)`` keeps video frames).
         gradient_checkpointing: recompute block activations in the backward pass (less memory, ~30% slower).
+        factorized: video (``dims=3``, axes frames x height x width): (2+1)-D convolutions and, where attention is
+            asked for, spatial attention within frames plus temporal attention across frames with relative positions
+            (the temporal parts start at zero).
+        concat_channels: extra input channels given as ``concat=(B, concat_channels, *S)`` (e.g. known frames and
+            their mask), joined to ``x_t`` before the first convolution; zeros when not given.
     """
 
     def __init__(
@@ -49,52 +65,71 @@ class UNet(nn.Module):
         time_scale: float = 1.0,
         down_factor: int | Sequence[int] = 2,
         gradient_checkpointing: bool = False,
+        factorized: bool = False,
+        concat_channels: int = 0,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
-        self.dims, self.gradient_checkpointing = dims, gradient_checkpointing
+        self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
+
+        def res(cin: int, cout: int) -> ResBlock:
+            return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized)
+
+        def attention(width: int) -> list[nn.Module]:
+            if factorized:
+                return [SpatialAttention(width, heads), TemporalAttention(width, heads)]
+            return [Attention(width, heads)]
+
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
         self.multiple = tuple(f ** (len(channel_mult) - 1) for f in factor)  # input sizes must be multiples of this
         emb_dim = 4 * channels
         self.time = TimestepEmbedding(emb_dim, scale=time_scale)
         self.cond = ConditionEmbedding(num_classes, emb_dim)
-        self.inp = conv_nd(dims, in_channels, channels, 3, padding=1)
+        self.inp = conv_block(dims, in_channels + concat_channels, channels, 3, factorized)
 
         widths = [channels * m for m in channel_mult]
         self.down = nn.ModuleList()
         skips, ch = [channels], channels
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
-                blocks = [ResBlock(dims, ch, width, emb_dim, dropout)]
+                blocks = [res(ch, width)]
                 if level in attention_levels:
-                    blocks.append(Attention(width, heads))
+                    blocks += attention(width)
                 self.down.append(nn.ModuleList(blocks))
                 ch = width
                 skips.append(ch)
             if level < len(widths) - 1:
                 self.down.append(nn.ModuleList([Downsample(dims, ch, factor)]))
                 skips.append(ch)
-        self.mid = nn.ModuleList(
-            [ResBlock(dims, ch, ch, emb_dim, dropout), Attention(ch, heads), ResBlock(dims, ch, ch, emb_dim, dropout)]
-        )
+        self.mid = nn.ModuleList([res(ch, ch), *attention(ch), res(ch, ch)])
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for i in range(num_res_blocks + 1):
-                blocks = [ResBlock(dims, ch + skips.pop(), width, emb_dim, dropout)]
+                blocks = [res(ch + skips.pop(), width)]
                 ch = width
                 if level in attention_levels:
-                    blocks.append(Attention(width, heads))
+                    blocks += attention(width)
                 if level > 0 and i == num_res_blocks:
-                    blocks.append(Upsample(dims, ch, factor))
+                    blocks.append(Upsample(dims, ch, factor, factorized))
                 self.up.append(nn.ModuleList(blocks))
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(conv_nd(dims, ch, out_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            group_norm(ch, per_frame=factorized),
+            nn.SiLU(),
+            zero_init(conv_block(dims, ch, out_channels, 3, factorized)),
+        )
 
     def _run(self, blocks: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
         for block in blocks:
             h = checkpointed(block, h, emb, self.gradient_checkpointing and self.training)
         return h
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None, concat: Tensor | None = None) -> Tensor:
+        if self.concat_channels:  # no concat given = all zeros (for known frames: none known)
+            if concat is None:
+                concat = x.new_zeros(x.shape[0], self.concat_channels, *x.shape[2:])
+            if concat.shape[1] != self.concat_channels:
+                raise ValueError(f"UNet: concat must have {self.concat_channels} channels, got {tuple(concat.shape)}")
+            x = torch.cat([x, concat.to(x.dtype)], dim=1)
         sizes = x.shape[2:]
         if any(s % m for s, m in zip(sizes, self.multiple)):
             raise ValueError(f"UNet: input size {tuple(sizes)} must be a multiple of {self.multiple} on each axis")

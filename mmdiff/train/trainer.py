@@ -188,7 +188,7 @@ class Trainer:
                 seeds = batch.pop("_seed").tolist()
                 batch = {k: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 gens = noise_generators(seeds, acc.device)
-                x0, cond = self.adapter.encode(batch)
+                x0, cond = self.adapter.encode(batch, generator=gens)
                 if cond and null_cond:
                     cond = drop_conditions(cond, null_cond, self.cond_dropout, gens)
                 sync = micro == self.grad_accum - 1

@@ -95,7 +95,7 @@ class LogMelAdapter:
         return vocoder(mel).reshape(b, self.channels, -1)
 
     # ---- the adapter protocol ----------------------------------------------------------------------------------
-    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
         audio = batch["audio"]  # (B, channels, samples)
         if audio.ndim != 3 or audio.shape[1] != self.channels:
             raise ValueError(f"audio batch must be (B, {self.channels}, samples), got {tuple(audio.shape)}")

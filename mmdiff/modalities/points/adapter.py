@@ -18,7 +18,7 @@ class PointsAdapter:
     def __init__(self, dim: int = 2, num_classes: int = 0):
         self.dim, self.num_classes = dim, num_classes
 
-    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
         cond = {"label": batch["label"]} if self.num_classes > 0 else {}
         return batch["x"].float(), cond
 

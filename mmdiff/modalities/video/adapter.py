@@ -1,0 +1,156 @@
+"""The video adapter: RGB clips <-> tensors in [-1, 1], mp4/GIF files and frame-grid previews, known-frame conditions.
+
+The core sees ``x (B, 3, frames, H, W)``. The network is also given known frames: ``concat = [x0 * mask, mask]``
+(``(B, 4, frames, H, W)``), where ``mask`` marks frames given as input. Training draws, per sample, no known frames
+(plain generation), the first frame (image-to-video), or the first few (prediction / extension), so one model does all
+of them; at generation the same frames are also kept exactly by the sampler (``keep=(start, end)`` in frames).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ...core.noise import draw
+from ..labels import class_conditions
+
+#: Channels of the known-frame condition: RGB of the known frames and the mask.
+CONCAT_CHANNELS = 4
+
+
+class VideoAdapter:
+    """Video modality adapter (see :class:`mmdiff.modality.ModalityAdapter`).
+
+    Args:
+        num_frames: default clip length in frames (generation; training takes the data's).
+        resolution: ``(H, W)`` of the clips.
+        fps: frame rate of written files.
+        num_classes: class-conditional when > 0.
+        known_frames: probability during training that a sample gets known frames as input (0 disables).
+        max_known: at most this many leading frames are known (at least 1 when any are).
+        gif: also write a GIF beside each mp4.
+    """
+
+    takes_known_frames = True
+
+    def __init__(
+        self,
+        num_frames: int = 16,
+        resolution: tuple[int, int] = (32, 32),
+        fps: float = 8.0,
+        num_classes: int = 0,
+        known_frames: float = 0.5,
+        max_known: int = 4,
+        gif: bool = True,
+    ):
+        if not 0.0 <= known_frames <= 1.0:
+            raise ValueError(f"known_frames is a probability in [0, 1], got {known_frames}")
+        self.num_frames, self.resolution, self.fps = num_frames, tuple(resolution), fps
+        self.num_classes, self.known_frames, self.max_known, self.gif = num_classes, known_frames, max_known, gif
+
+    # ---- known frames ------------------------------------------------------------------------------------------
+    def known_concat(self, x0: Tensor, mask: Tensor) -> Tensor:
+        """``[x0 * mask, mask]`` as ``(B, 4, F, H, W)`` for ``x0 (B, 3, F, H, W)`` and ``mask`` broadcastable to it."""
+        mask = mask.to(x0.dtype).expand(x0.shape[0], 1, *x0.shape[2:])
+        return torch.cat([x0 * mask, mask], dim=1)
+
+    def random_known_mask(self, x0: Tensor, generator: Any = None) -> Tensor:
+        """Per sample: with probability ``known_frames`` the first ``k ~ U{1..max_known}`` frames are known."""
+        b, frames = x0.shape[0], x0.shape[2]
+        u = draw("uniform", (b, 2), generator, x0.device)  # (B, 2): whether, and how many
+        count = torch.where(u[:, 0] < self.known_frames, 1 + (u[:, 1] * min(self.max_known, frames - 1)).long(), 0)
+        mask = torch.arange(frames, device=x0.device)[None] < count[:, None]  # (B, F)
+        return mask.float().reshape(b, 1, frames, 1, 1)
+
+    # ---- the adapter protocol ----------------------------------------------------------------------------------
+    def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
+        video = batch["video"]  # (B, 3, F, H, W) in [0, 1]
+        if video.ndim != 5 or video.shape[1] != 3 or tuple(video.shape[3:]) != self.resolution:
+            raise ValueError(
+                f"video batch must be (B, 3, frames, {self.resolution[0]}, {self.resolution[1]}) "
+                f"in [0, 1], got {tuple(video.shape)}"
+            )
+        x0 = video.float() * 2 - 1
+        cond = {"label": batch["label"]} if self.num_classes > 0 else {}
+        cond["concat"] = self.known_concat(x0, self.random_known_mask(x0, generator))
+        return x0, cond
+
+    def decode(self, x: Tensor) -> list[Tensor]:
+        return list(((x.float().clamp(-1, 1) + 1) / 2).cpu())  # each (3, F, H, W) in [0, 1]
+
+    def sample_shape(self, length: float | None = None) -> tuple[int, ...]:
+        if length is None:
+            return (3, self.num_frames, *self.resolution)
+        if float(length) != int(length) or int(length) < 1:
+            raise ValueError(f"length is a whole number of frames >= 1, got {length}")
+        return (3, int(length), *self.resolution)
+
+    def conditions(
+        self, n: int, device: Any = "cpu", known: Tensor | None = None, known_mask: Tensor | None = None, **request: Any
+    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Class labels (``label=``) plus, when given, known frames ``known (n, 3, F, H, W)`` in [-1, 1] with
+        ``known_mask`` (1 on known frames); without them the network sees no known frames (a zero ``concat``)."""
+        cond, null = class_conditions(n, self.num_classes, device, **request)
+        if known is not None:
+            if known_mask is None:
+                raise ValueError("known frames need known_mask (1 on the frames that are given)")
+            cond["concat"] = self.known_concat(known.to(device), known_mask.to(device))
+        return cond, null
+
+    def write(self, items: list[Tensor], directory: Path, prefix: str = "sample") -> list[Path]:
+        from .io import write_gif, write_mp4
+
+        directory = Path(directory)
+        paths = []
+        for i, clip in enumerate(items):
+            paths.append(write_mp4(directory / f"{prefix}_{i:03d}.mp4", clip, self.fps))
+            if self.gif:
+                write_gif(directory / f"{prefix}_{i:03d}.gif", clip, self.fps)
+        return paths
+
+    def preview(self, items: list[Tensor], path: Path) -> Path:
+        from .io import write_frame_grid
+
+        return write_frame_grid(path, items, max_frames=8)
+
+    # ---- editing -----------------------------------------------------------------------------------------------
+    def load_init(self, source: str | Path | Tensor, length: float | None = None) -> Tensor:
+        """A video file (or a ``(3, F, H, W)`` clip in [0, 1], or one ``(3, H, W)`` image) -> ``(3, frames, H, W)``
+        in [-1, 1], cut or extended (last frame repeated) to ``length`` frames (default: the input's length, or
+        ``num_frames`` for a file or an image)."""
+        if isinstance(source, (str, Path)):
+            from .io import read_clip
+
+            source = read_clip(
+                source, int(length or self.num_frames), self.fps, self.resolution, start=0.0, short_policy="pad"
+            )
+        clip = torch.as_tensor(source, dtype=torch.float32)
+        if clip.ndim == 3:  # one image: image-to-video
+            clip = clip[:, None]
+        frames = int(length or (clip.shape[1] if clip.shape[1] > 1 else self.num_frames))
+        if clip.shape[1] < frames:
+            clip = torch.cat([clip, clip[:, -1:].expand(-1, frames - clip.shape[1], -1, -1)], dim=1)
+        return clip[:, :frames] * 2 - 1
+
+    def range_mask(self, shape: tuple[int, ...], start: float, end: float) -> Tensor:
+        """``(1, 1, F, 1, 1)``: 1 on frames ``start <= f < end``."""
+        if not 0 <= start < end:
+            raise ValueError(f"keep range must satisfy 0 <= start < end (frames), got ({start}, {end})")
+        f = torch.arange(shape[2])
+        return ((f >= start) & (f < end)).float().reshape(1, 1, -1, 1, 1)
+
+    def evaluate(self, pipe: Any, dataset: Any, n: int = 64, seed: int = 0, **options: Any) -> dict[str, dict]:
+        """Motion and Fréchet statistics of ``n`` generated clips against ``n`` real ones, with held-out real clips
+        as the floor (see :mod:`.metrics`)."""
+        from .metrics import video_report
+
+        if len(dataset) < 2 * n:
+            raise ValueError(f"evaluation needs 2 x n = {2 * n} real clips; the dataset has {len(dataset)}")
+        real = [dataset[i]["video"] for i in range(n)]
+        held_out = [dataset[i]["video"] for i in range(n, 2 * n)]
+        frames = real[0].shape[1]
+        generated = pipe.generate(n, seed=seed, progress=False, length=frames, **options)
+        return {"generated": video_report(generated, real), "real, held out": video_report(held_out, real)}

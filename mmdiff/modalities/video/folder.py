@@ -1,0 +1,165 @@
+"""A dataset of fixed-length training clips from a folder of video files, in any format FFmpeg reads.
+
+The folder is scanned once at construction from container headers (cheap: no decoding for mp4, mkv, webm, avi, gif);
+files that cannot be read, hold no video stream or no frames are skipped with a warning that names each, so one bad
+file in a large folder does not stop a run, and a folder with nothing usable stops it at once with a message saying
+why. Items are clips of ``num_frames`` frames at ``fps``, sampled by timestamp from a random start drawn from a
+per-item seed when the trainer's sampler gives one, so that a resumed run sees the same clips.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .io import SHORT_POLICIES, VideoDecodeError, read_clip, video_info
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoFolder"]
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".m4v")
+
+
+@dataclass(frozen=True)
+class _Video:
+    """One usable file: where it is, what its header says, its class index (-1 when unlabeled)."""
+
+    path: Path
+    fps: float
+    duration: float
+    width: int
+    height: int
+    label: int = -1
+
+
+class VideoFolder(Dataset):
+    """Clips of ``num_frames`` frames at ``fps``, resized and center-cropped to ``size=(H, W)``, from ``root``.
+
+    ``root`` is searched recursively for files with one of ``extensions`` (any case). Items are
+    ``{"video": (3, num_frames, H, W) float32 in [0, 1]}``, plus ``"label"`` (int64, 0-dim) when
+    ``labels="subfolder"``: the class of a file is its first sub-folder under ``root``; class names are sorted and
+    numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys are an index or ``(index, item_seed)``:
+    with a seed the clip start comes from ``torch.Generator().manual_seed(item_seed)`` (deterministic), without one
+    from torch's global RNG. Frames are chosen by timestamp (see :func:`~mmdiff.modalities.video.io.read_clip`), so
+    sources of any frame rate, variable ones included, give clips at ``fps``.
+
+    Videos shorter than ``num_frames / fps`` seconds: ``short_policy="loop"`` repeats them, ``"pad"`` repeats their
+    last frame, ``"skip"`` leaves them out (judged from the header duration).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_frames: int = 16,
+        fps: float = 8.0,
+        size: tuple[int, int] | list[int] = (64, 64),
+        short_policy: str = "loop",
+        extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS,
+        labels: str | None = None,
+    ):
+        _check_args(num_frames, fps, size, short_policy, labels)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"VideoFolder: root {self.root} is not a folder")
+        self.num_frames, self.fps, self.size = int(num_frames), float(fps), (int(size[0]), int(size[1]))
+        self.clip_seconds = self.num_frames / self.fps  # the time one clip spans
+        self.short_policy, self.labels = short_policy, labels
+        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+        files = self._find_files()
+        self.skipped: list[tuple[Path, str]] = []  # (file, reason) for every file left out
+        videos = list(filter(None, map(self._scan, files)))  # no comprehension frame: keeps warnings' stacklevel right
+        if not videos:
+            raise ValueError(
+                f"VideoFolder: no usable video under {self.root}: {len(files)} file(s) seen with extensions "
+                f"{', '.join(self.extensions)}, {len(self.skipped)} skipped"
+                + (f" (first: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
+            )
+        self.class_names = sorted({self._class_of(v.path) for v in videos}) if labels else []
+        self.num_classes = len(self.class_names)
+        if labels:
+            index = {name: i for i, name in enumerate(self.class_names)}
+            videos = [replace(v, label=index[self._class_of(v.path)]) for v in videos]
+        self.videos = videos
+
+    # --------------------------------------------------------------------------------------------------- scanning
+
+    def _find_files(self) -> list[Path]:
+        """Every file under ``root`` whose suffix is one of ``extensions`` (any case), sorted for a stable order."""
+        return sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file())
+
+    def _class_of(self, path: Path) -> str:
+        """The first sub-folder of ``path`` under ``root``: its class name with ``labels='subfolder'``."""
+        return path.relative_to(self.root).parts[0]
+
+    def _skip(self, path: Path, reason: str, warn: bool = True) -> None:
+        self.skipped.append((path, reason))
+        if warn:
+            # stacklevel 4: _skip <- _scan <- __init__ <- the line that built the VideoFolder
+            warnings.warn(f"VideoFolder: skipping {path}: {reason}", stacklevel=4)
+
+    def _scan(self, path: Path) -> _Video | None:
+        """Header of one file -> a :class:`_Video`, or ``None`` (recorded in ``skipped``) when it cannot be used."""
+        if self.labels and len(path.relative_to(self.root).parts) < 2:
+            self._skip(path, f"labels='subfolder' needs each file inside a class sub-folder of {self.root}")
+            return None
+        try:
+            info = video_info(path)
+        except VideoDecodeError as error:
+            self._skip(path, error.reason)
+            return None
+        if self.short_policy == "skip" and info["duration"] < self.clip_seconds:
+            reason = f"{info['duration']:.2f} s is shorter than a clip ({self.num_frames} frames at {self.fps:g} fps)"
+            self._skip(path, reason, warn=False)
+            return None
+        return _Video(path, info["fps"], info["duration"], info["width"], info["height"])
+
+    def summary(self) -> str:
+        """One line: files used and skipped, total hours, frame sizes and source frame rates with their file counts."""
+        hours = sum(v.duration for v in self.videos) / 3600
+        sizes = Counter(f"{v.width}x{v.height}" for v in self.videos).most_common()
+        rates = Counter(f"{round(v.fps, 3):g}" for v in self.videos).most_common()
+        text = f"VideoFolder {self.root}/: {len(self.videos)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
+        text += ", " + ", ".join(f"{size} ({n})" for size, n in sizes)
+        text += ", fps " + ", ".join(f"{rate} ({n})" for rate, n in rates)
+        return text + (f", {self.num_classes} classes" if self.labels else "")
+
+    # ------------------------------------------------------------------------------------------------------ items
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        video = self.videos[index]
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        # "skip" files were judged from their header; one whose header overstated its length is padded, not lost
+        policy = "pad" if self.short_policy == "skip" else self.short_policy
+        clip = read_clip(video.path, self.num_frames, self.fps, self.size, generator=generator, short_policy=policy)
+        item = {"video": clip}  # (3, num_frames, H, W)
+        if self.labels:
+            item["label"] = torch.tensor(video.label, dtype=torch.int64)
+        return item
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def _check_args(
+    num_frames: int, fps: float, size: tuple[int, int] | list[int], short_policy: str, labels: str | None
+) -> None:
+    """Clear errors for impossible settings, before any file is touched."""
+    if not (int(num_frames) == num_frames and num_frames >= 1):
+        raise ValueError(f"VideoFolder: num_frames must be a positive integer, got {num_frames!r}")
+    if not fps > 0:
+        raise ValueError(f"VideoFolder: fps must be a positive number of frames per second, got {fps!r}")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"VideoFolder: size must be (height, width) with both >= 1, got {size!r}")
+    if short_policy not in SHORT_POLICIES:
+        raise ValueError(f"VideoFolder: short_policy must be one of {SHORT_POLICIES}, got {short_policy!r}")
+    if labels not in (None, "subfolder"):
+        raise ValueError(f"VideoFolder: labels must be None or 'subfolder', got {labels!r}")

@@ -1,0 +1,29 @@
+"""Choosing the video source from a config: the built-in moving shapes, or a folder when ``root`` is given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch.utils.data import Dataset
+
+
+def shapes_or_folder(
+    root: str | None = None,
+    num_frames: int = 16,
+    resolution: Sequence[int] = (32, 32),
+    fps: float = 8.0,
+    synth: dict[str, Any] | None = None,
+    folder: dict[str, Any] | None = None,
+) -> Dataset:
+    """:class:`VideoFolder` over ``root`` when it is given, else the built-in :class:`MovingShapes`.
+
+    ``num_frames``, ``resolution`` (H, W) and ``fps`` are shared, so a recipe trains on the synthetic clips by default
+    and on the user's videos with a single ``data.root=PATH`` override.
+    """
+    from .folder import VideoFolder
+    from .synth import MovingShapes
+
+    if root:
+        return VideoFolder(root=root, num_frames=num_frames, fps=fps, size=tuple(resolution), **dict(folder or {}))
+    return MovingShapes(num_frames=num_frames, resolution=tuple(resolution), **dict(synth or {}))

@@ -1,0 +1,155 @@
+"""The video network and adapter: factorised space-time blocks, known-frame conditioning, shapes."""
+
+import pytest
+import torch
+from _helpers import train_tiny_run
+
+import mmdiff
+from mmdiff.modalities.video.adapter import VideoAdapter
+from mmdiff.nn import UNet
+from mmdiff.nn.blocks import TemporalAttention
+
+
+def video_unet(**kw):
+    torch.manual_seed(0)
+    args = dict(
+        dims=3,
+        in_channels=3,
+        channels=16,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_levels=(1,),
+        num_classes=3,
+        down_factor=(1, 2, 2),
+        factorized=True,
+        concat_channels=4,
+    )
+    return UNet(**{**args, **kw})
+
+
+def test_video_unet_shapes_non_square_and_longer_clips():
+    net = video_unet()
+    for shape in [(2, 3, 4, 8, 8), (1, 3, 9, 8, 12)]:  # any frame count; H, W multiples of 2
+        out = net(torch.randn(shape), torch.tensor([5.0] * shape[0]), label=torch.zeros(shape[0], dtype=torch.long))
+        assert out.shape == shape
+    with pytest.raises(ValueError, match="must be a multiple"):
+        net(torch.randn(1, 3, 4, 7, 8), torch.tensor([5.0]))
+
+
+def test_temporal_parts_start_at_zero_so_a_fresh_net_works_frame_by_frame():
+    net = video_unet()
+    torch.nn.init.normal_(net.out[-1].spatial.weight)  # let the (zero-initialised) output layer pass something
+    for block in net.modules():  # and the spatial residual branches
+        if isinstance(block, torch.nn.Conv3d) and block.kernel_size[0] == 1 and block.weight.abs().sum() == 0:
+            torch.nn.init.normal_(block.weight, std=0.1)
+    x = torch.randn(1, 3, 5, 8, 8)
+    t = torch.tensor([100.0])
+    base = net(x, t)
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0  # change frame 0 only
+    diff = (net(x2, t) - base).abs().sum(dim=(0, 1, 3, 4))  # (F,)
+    assert diff[0] > 1e-3 and torch.all(diff[1:] < 1e-5)
+    # once the temporal attention output is non-zero, frames talk to each other
+    for m in net.modules():
+        if isinstance(m, TemporalAttention):
+            torch.nn.init.normal_(m.out.weight, std=0.1)
+    diff = (net(x2, t) - net(x, t)).abs().sum(dim=(0, 1, 3, 4))
+    assert torch.all(diff[1:] > 1e-5)
+
+
+def test_missing_concat_means_no_known_frames():
+    net = video_unet()
+    x, t = torch.randn(2, 3, 4, 8, 8), torch.tensor([3.0, 300.0])
+    torch.testing.assert_close(net(x, t), net(x, t, concat=torch.zeros(2, 4, 4, 8, 8)))
+    with pytest.raises(ValueError, match="concat must have 4 channels"):
+        net(x, t, concat=torch.zeros(2, 3, 4, 8, 8))
+
+
+def test_temporal_attention_relative_bias_is_clamped():
+    att = TemporalAttention(8, heads=2, max_distance=2)
+    assert att.bias.num_embeddings == 5
+    out = att(torch.randn(1, 8, 7, 2, 2))  # 7 frames: offsets up to 6 share the |offset| >= 2 biases
+    assert out.shape == (1, 8, 7, 2, 2)
+
+
+def test_video_adapter_encode_known_frames_and_shapes():
+    adapter = VideoAdapter(num_frames=6, resolution=(8, 12), num_classes=3, known_frames=0.5, max_known=3)
+    video = torch.rand(64, 3, 6, 8, 12)
+    gens = [torch.Generator().manual_seed(i) for i in range(64)]
+    x0, cond = adapter.encode({"video": video, "label": torch.zeros(64, dtype=torch.long)}, generator=gens)
+    assert x0.shape == (64, 3, 6, 8, 12) and x0.min() >= -1 and x0.max() <= 1
+    mask = cond["concat"][:, 3, :, 0, 0]  # (B, F)
+    known = mask.sum(1)
+    assert 0.3 < (known > 0).float().mean() < 0.7 and known.max() <= 3
+    assert torch.all(mask[:, 0] >= mask[:, 1])  # known frames are the leading ones
+    torch.testing.assert_close(cond["concat"][:, :3] * (1 - mask[:, None, :, None, None]), torch.zeros_like(x0))
+    again = adapter.encode(
+        {"video": video, "label": torch.zeros(64, dtype=torch.long)},
+        generator=[torch.Generator().manual_seed(i) for i in range(64)],
+    )[1]["concat"]
+    assert torch.equal(again, cond["concat"])  # per-sample generators make it reproducible
+    assert adapter.sample_shape() == (3, 6, 8, 12) and adapter.sample_shape(10) == (3, 10, 8, 12)
+    with pytest.raises(ValueError, match="whole number of frames"):
+        adapter.sample_shape(2.5)
+    with pytest.raises(ValueError, match=r"video batch must be \(B, 3, frames, 8, 12\)"):
+        adapter.encode({"video": torch.rand(2, 3, 6, 8, 8)})
+
+
+def test_video_adapter_editing_inputs():
+    adapter = VideoAdapter(num_frames=6, resolution=(8, 8))
+    image = torch.rand(3, 8, 8)
+    clip = adapter.load_init(image)  # image-to-video: the image repeated over num_frames frames
+    assert clip.shape == (3, 6, 8, 8) and torch.allclose(clip[:, 0], image * 2 - 1)
+    mask = adapter.range_mask((1, 3, 6, 8, 8), 0, 2)
+    assert mask.flatten().tolist() == [1, 1, 0, 0, 0, 0]
+    cond, null = adapter.conditions(2, known=clip[None].expand(2, -1, -1, -1, -1), known_mask=mask)
+    assert cond["concat"].shape == (2, 4, 6, 8, 8) and null == {}
+    assert adapter.conditions(2)[0] == {}
+    decoded = adapter.decode(torch.full((1, 3, 6, 8, 8), 3.0))
+    assert decoded[0].max() == 1.0
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory):
+    run_dir = train_tiny_run(tmp_path_factory.mktemp("video_run"), "video_config.yaml", steps=2)
+    files = {p.suffix for p in (run_dir / "samples" / "step_000002").iterdir()}
+    assert files == {".mp4", ".gif", ".png"}
+    return run_dir
+
+
+def test_generates_clips_of_the_requested_frames_and_size_and_writes_mp4(video_run, tmp_path):
+    from mmdiff.modalities.video import read_clip, video_info
+
+    pipe = mmdiff.load(video_run, device="cpu")
+    clips = pipe.generate(2, length=10, label=[0, 2], steps=3, progress=False)
+    assert [tuple(c.shape) for c in clips] == [(3, 10, 8, 12)] * 2 and 0 <= float(clips[0].min())
+    paths = pipe.save(clips, tmp_path)
+    info = video_info(paths[0])
+    assert (info["width"], info["height"], info["fps"]) == (12, 8, 8.0)
+    assert read_clip(paths[0], 10, 8.0).shape == (3, 10, 8, 12)  # frame count kept
+    assert (tmp_path / "sample_preview.png").is_file()
+
+
+def test_image_to_video_keeps_the_given_frame(video_run, monkeypatch):
+    pipe = mmdiff.load(video_run, device="cpu")
+    seen = {}
+    denoiser = pipe.denoiser
+
+    def spy(x, sigma, **cond):
+        seen.update(cond)
+        return denoiser(x, sigma, **cond)
+
+    monkeypatch.setattr(pipe, "denoiser", spy)
+    image = torch.rand(3, 8, 12)
+    clips = pipe.generate(2, init=image, keep=(0, 1), length=6, steps=3, label=1, progress=False)
+    torch.testing.assert_close(clips[0][:, 0], image, atol=2e-4, rtol=0)  # the first frame is the image
+    assert seen["concat"][:, 3, :, 0, 0].tolist() == [[1, 0, 0, 0, 0, 0]] * 4  # the net is told (2B with CFG)
+
+
+def test_video_evaluation_rows(video_run):
+    from mmdiff.modalities.video import MovingShapes
+
+    pipe = mmdiff.load(video_run, device="cpu")
+    report = pipe.adapter.evaluate(pipe, MovingShapes(size=16, num_frames=6, resolution=(8, 12)), n=4, steps=3)
+    assert list(report) == ["generated", "real, held out"]
+    assert {"frechet_distance", "temporal_change_ratio"} <= set(report["generated"])
