@@ -208,9 +208,13 @@ def _eval(argv: list[str]) -> int:
     dataset = instantiate(pipe.config.data)
     report = pipe.adapter.evaluate(pipe, dataset, **opts)
     metrics = sorted({k for row in report.values() for k in row})
-    print(f"{'':<26}" + "".join(f"{m:>18}" for m in metrics))
-    for name, row in report.items():
-        print(f"{name:<26}" + "".join(f"{row.get(m, float('nan')):>18.4f}" for m in metrics))
+    name_width, col_width = max(map(len, metrics)) + 2, max(16, *(len(n) + 2 for n in report))
+    print(f"{'':<{name_width}}" + "".join(f"{name:>{col_width}}" for name in report))
+    for metric in metrics:
+        print(
+            f"{metric:<{name_width}}"
+            + "".join(f"{row.get(metric, float('nan')):>{col_width}.4f}" for row in report.values())
+        )
     if out:
         Path(str(out)).write_text(json.dumps(report, indent=2))
         print(f"wrote {out}")

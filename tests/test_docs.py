@@ -22,10 +22,11 @@ def _blocks():
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
-    """Tiny stand-ins for the runs the docs train: ``runs/points_ring`` and ``runs/music``."""
+    """Tiny stand-ins for the runs the docs train: ``runs/points_ring``, ``runs/music`` and ``runs/shapes``."""
     root = tmp_path_factory.mktemp("runs")
     train_tiny_run(root / "points_ring", "points_config.yaml", steps=2, batch_size=8)
     train_tiny_run(root / "music", "audio_config.yaml", steps=2)
+    train_tiny_run(root / "shapes", "video_config.yaml", steps=2)
     return root
 
 

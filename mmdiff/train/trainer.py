@@ -126,9 +126,13 @@ class Trainer:
     def fit(self) -> nn.Module:
         """Train until ``max_steps``; return the (unwrapped) network with its raw weights."""
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
+        # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with other settings;
+        # reset it (not the process group) so that several runs in one process (notebooks, tests) can differ.
+        AcceleratorState._reset_state(reset_partial_state=False)
         acc = Accelerator(mixed_precision=self.mixed_precision, cpu=self.device == "cpu")
         net = self.net.to(acc.device)
         optimizer = self.optimizer_factory(net.parameters())

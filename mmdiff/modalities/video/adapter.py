@@ -111,10 +111,15 @@ class VideoAdapter:
                 write_gif(directory / f"{prefix}_{i:03d}.gif", clip, self.fps)
         return paths
 
-    def preview(self, items: list[Tensor], path: Path) -> Path:
+    def preview(self, items: list[Tensor], path: Path, min_side: int = 64) -> Path:
+        """A PNG grid: one row per clip, up to 8 frames; small frames are enlarged (nearest) to ``min_side`` px."""
         from .io import write_frame_grid
 
-        return write_frame_grid(path, items, max_frames=8)
+        scale = max(1, -(-min_side // min(self.resolution)))  # ceil
+        big = [
+            torch.nn.functional.interpolate(clip.transpose(0, 1), scale_factor=scale).transpose(0, 1) for clip in items
+        ]  # (3, F, H * scale, W * scale)
+        return write_frame_grid(path, big, max_frames=8)
 
     # ---- editing -----------------------------------------------------------------------------------------------
     def load_init(self, source: str | Path | Tensor, length: float | None = None) -> Tensor:
