@@ -9,15 +9,15 @@ that a resumed run sees the same crops.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..folders import SkipFile, scan_folder
 from .io import AudioDecodeError, audio_info, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
@@ -62,62 +62,27 @@ class AudioFolder(Dataset):
         cache: bool = False,
     ):
         _check_args(sample_rate, channels, duration, short_policy, labels)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"AudioFolder: root {self.root} is not a folder")
         self.sample_rate, self.channels, self.duration = int(sample_rate), channels, float(duration)
         self.num_samples = round(self.duration * self.sample_rate)  # crop length T
         self.short_policy, self.labels, self.cache = short_policy, labels, cache
-        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         self._cache: dict[int, Tensor] = {}
-        files = self._find_files()
-        self.skipped: list[tuple[Path, str]] = []  # (file, reason) for every file left out
-        clips = list(filter(None, map(self._scan, files)))  # no comprehension frame: keeps warnings' stacklevel right
-        if not clips:
-            raise ValueError(
-                f"AudioFolder: no usable audio under {self.root}: {len(files)} file(s) seen with extensions "
-                f"{', '.join(self.extensions)}, {len(self.skipped)} skipped"
-                + (f" (first: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
-            )
-        self.class_names = sorted({self._class_of(c.path) for c in clips}) if labels else []
+        scan = scan_folder("AudioFolder", "audio", root, extensions, self._probe, labels)
+        self.root, self.extensions, self.clips = scan.root, scan.extensions, scan.records
+        self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
-        if labels:
-            index = {name: i for i, name in enumerate(self.class_names)}
-            clips = [replace(c, label=index[self._class_of(c.path)]) for c in clips]
-        self.clips = clips
 
     # --------------------------------------------------------------------------------------------------- scanning
 
-    def _find_files(self) -> list[Path]:
-        """Every file under ``root`` whose suffix is one of ``extensions`` (any case), sorted for a stable order."""
-        return sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file())
-
-    def _class_of(self, path: Path) -> str:
-        """The first sub-folder of ``path`` under ``root``: its class name with ``labels='subfolder'``."""
-        return path.relative_to(self.root).parts[0]
-
-    def _skip(self, path: Path, reason: str, warn: bool = True) -> None:
-        self.skipped.append((path, reason))
-        if warn:
-            # stacklevel 4: _skip <- _scan <- __init__ <- the line that built the AudioFolder
-            warnings.warn(f"AudioFolder: skipping {path}: {reason}", stacklevel=4)
-
-    def _scan(self, path: Path) -> _Clip | None:
-        """Header of one file -> a :class:`_Clip`, or ``None`` (recorded in ``skipped``) when it cannot be used."""
-        if self.labels and len(path.relative_to(self.root).parts) < 2:
-            self._skip(path, f"labels='subfolder' needs each file inside a class sub-folder of {self.root}")
-            return None
+    def _probe(self, path: Path) -> _Clip:
+        """Header of one file -> a :class:`_Clip`; raises :class:`SkipFile` when it cannot be used."""
         try:
             info = audio_info(path)
         except AudioDecodeError as error:
-            self._skip(path, error.reason)
-            return None
+            raise SkipFile(error.reason) from error
         if info["duration"] <= 0:
-            self._skip(path, "it holds no samples")
-            return None
+            raise SkipFile("it holds no samples")
         if self.short_policy == "skip" and info["duration"] < self.duration:
-            self._skip(path, f"{info['duration']:.2f} s is shorter than duration={self.duration} s", warn=False)
-            return None
+            raise SkipFile(f"{info['duration']:.2f} s is shorter than duration={self.duration} s", warn=False)
         return _Clip(path, info["sample_rate"], info["duration"])
 
     def summary(self) -> str:

@@ -9,15 +9,15 @@ per-item seed when the trainer's sampler gives one, so that a resumed run sees t
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..folders import SkipFile, scan_folder
 from .io import SHORT_POLICIES, VideoDecodeError, read_clip, video_info
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFolder"]
@@ -63,59 +63,25 @@ class VideoFolder(Dataset):
         labels: str | None = None,
     ):
         _check_args(num_frames, fps, size, short_policy, labels)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"VideoFolder: root {self.root} is not a folder")
         self.num_frames, self.fps, self.size = int(num_frames), float(fps), (int(size[0]), int(size[1]))
         self.clip_seconds = self.num_frames / self.fps  # the time one clip spans
         self.short_policy, self.labels = short_policy, labels
-        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-        files = self._find_files()
-        self.skipped: list[tuple[Path, str]] = []  # (file, reason) for every file left out
-        videos = list(filter(None, map(self._scan, files)))  # no comprehension frame: keeps warnings' stacklevel right
-        if not videos:
-            raise ValueError(
-                f"VideoFolder: no usable video under {self.root}: {len(files)} file(s) seen with extensions "
-                f"{', '.join(self.extensions)}, {len(self.skipped)} skipped"
-                + (f" (first: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
-            )
-        self.class_names = sorted({self._class_of(v.path) for v in videos}) if labels else []
+        scan = scan_folder("VideoFolder", "video", root, extensions, self._probe, labels)
+        self.root, self.extensions, self.videos = scan.root, scan.extensions, scan.records
+        self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
-        if labels:
-            index = {name: i for i, name in enumerate(self.class_names)}
-            videos = [replace(v, label=index[self._class_of(v.path)]) for v in videos]
-        self.videos = videos
 
     # --------------------------------------------------------------------------------------------------- scanning
 
-    def _find_files(self) -> list[Path]:
-        """Every file under ``root`` whose suffix is one of ``extensions`` (any case), sorted for a stable order."""
-        return sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions and p.is_file())
-
-    def _class_of(self, path: Path) -> str:
-        """The first sub-folder of ``path`` under ``root``: its class name with ``labels='subfolder'``."""
-        return path.relative_to(self.root).parts[0]
-
-    def _skip(self, path: Path, reason: str, warn: bool = True) -> None:
-        self.skipped.append((path, reason))
-        if warn:
-            # stacklevel 4: _skip <- _scan <- __init__ <- the line that built the VideoFolder
-            warnings.warn(f"VideoFolder: skipping {path}: {reason}", stacklevel=4)
-
-    def _scan(self, path: Path) -> _Video | None:
-        """Header of one file -> a :class:`_Video`, or ``None`` (recorded in ``skipped``) when it cannot be used."""
-        if self.labels and len(path.relative_to(self.root).parts) < 2:
-            self._skip(path, f"labels='subfolder' needs each file inside a class sub-folder of {self.root}")
-            return None
+    def _probe(self, path: Path) -> _Video:
+        """Header of one file -> a :class:`_Video`; raises :class:`SkipFile` when it cannot be used."""
         try:
             info = video_info(path)
         except VideoDecodeError as error:
-            self._skip(path, error.reason)
-            return None
+            raise SkipFile(error.reason) from error
         if self.short_policy == "skip" and info["duration"] < self.clip_seconds:
             reason = f"{info['duration']:.2f} s is shorter than a clip ({self.num_frames} frames at {self.fps:g} fps)"
-            self._skip(path, reason, warn=False)
-            return None
+            raise SkipFile(reason, warn=False)
         return _Video(path, info["fps"], info["duration"], info["width"], info["height"])
 
     def summary(self) -> str:
