@@ -40,11 +40,11 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -56,7 +56,6 @@ BATCH, N_MELS, FRAMES = 16, 128, 120  # recipes/audio_music_cpu.yaml: 16 kHz, ho
 CLIP_SECONDS = 2.0  # nominal clip length (120 frames x 256 / 16000 = 1.92 s of spectrogram)
 NUM_CLASSES, NULL_LABEL = 4, 4
 GEN_CLIPS, GEN_STEPS, GUIDANCE = 8, 25, 2.0
-MATMUL_N = 1024
 WARMUP_STEPS = 2  # sampler steps of a generation warm-up run
 
 
@@ -72,27 +71,6 @@ class Settings:
 
 FULL = Settings(warmup=2, iters=5, gen_warmup=1, gen_iters=3, gen_steps=GEN_STEPS, matmul_repeats=20)
 QUICK = Settings(warmup=0, iters=2, gen_warmup=1, gen_iters=2, gen_steps=3, matmul_repeats=5)
-
-
-# ---- FLOP counting: the CPU attention kernel is missing from FlopCounterMode's registry ---------------------------
-def _sdpa_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    """Forward: ``q @ k^T`` and ``p @ v`` (shapes ``(B, H, N, D)``)."""
-    b, h, sq, d = q
-    sk, dv = k[-2], v[-1]
-    return 2 * b * h * sq * sk * (d + dv)
-
-
-def _sdpa_backward_flops(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
-    """Backward: recompute the scores, then grad of scores, v, q and k (five matmuls, as torch counts them)."""
-    b, h, sq, d = q
-    sk, dv = k[-2], v[-1]
-    return 2 * b * h * sq * sk * (3 * d + 2 * dv)
-
-
-SDPA_CPU_FLOPS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
-}
 
 
 # ---- the networks, each adapted to net(x_t, t, **cond) -------------------------------------------------------------
@@ -198,32 +176,6 @@ def candidates(num_timesteps: int) -> list[Candidate]:
 
 
 # ---- measurements ---------------------------------------------------------------------------------------------------
-TIMINGS: dict[str, list[float]] = {}  # every timed iteration, for the spread in the report
-
-
-def timed(label: str, fn: Callable[[], object], warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` over ``iters`` calls after ``warmup`` untimed ones (all kept in ``TIMINGS``)."""
-    for _ in range(warmup):
-        fn()
-    times = TIMINGS.setdefault(label, [])
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    print(f"  {label}: " + " ".join(f"{x:.3f}" for x in times) + " s", flush=True)
-    return statistics.median(times)
-
-
-def matmul_flops(s: Settings) -> float:
-    a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
-
-    def run() -> None:
-        for _ in range(s.matmul_repeats):
-            a @ b
-
-    return 2 * MATMUL_N**3 * s.matmul_repeats / timed("matmul", run, max(s.warmup, 2), max(s.iters, 3))
-
-
 def resample_flops(counter: FlopCounterMode, net: nn.Module) -> int:
     """FLOPs spent in diffusers' ``Downsample1d``/``Upsample1d`` (dense C x C x 8 kernels, only the diagonal set)."""
     counts = counter.get_flop_counts()

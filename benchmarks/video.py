@@ -59,17 +59,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 NUM_CLASSES, NULL_LABEL = 3, 3  # recipes/video_shapes.yaml: num_classes 3; label 3 is the null label
 GEN_CLIPS, GEN_STEPS, GUIDANCE = 4, 25, 2.0
-MATMUL_N = 1024
 WARMUP_STEPS = 2  # sampler steps of a generation warm-up run
 CROSS_DIM = 32  # diffusers' cross_attention_dim; its encoder_hidden_states are zeros (B, 1, CROSS_DIM)
 
@@ -126,27 +125,6 @@ QUICK = Settings(
 )
 
 
-# ---- FLOP counting: the CPU attention kernel is missing from FlopCounterMode's registry ---------------------------
-def _sdpa_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    """Forward: ``q @ k^T`` and ``p @ v`` (shapes ``(B, H, N, D)``)."""
-    b, h, sq, d = q
-    sk, dv = k[-2], v[-1]
-    return 2 * b * h * sq * sk * (d + dv)
-
-
-def _sdpa_backward_flops(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
-    """Backward: recompute the scores, then grad of scores, v, q and k (five matmuls, as torch counts them)."""
-    b, h, sq, d = q
-    sk, dv = k[-2], v[-1]
-    return 2 * b * h * sq * sk * (3 * d + 2 * dv)
-
-
-SDPA_CPU_FLOPS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
-}
-
-
 # ---- the networks, each as net(x_t, t, label=, concat=) -------------------------------------------------------------
 class Diffusers3D(nn.Module):
     """``UNet3DConditionModel`` as ``net(x_t (B, 3, F, H, W), t, label=, concat=)``: ``concat`` is joined to the
@@ -180,32 +158,6 @@ def config_text(config: dict) -> str:
 
 
 # ---- measurements ---------------------------------------------------------------------------------------------------
-TIMINGS: dict[str, list[float]] = {}  # every timed iteration, for the spread in the report
-
-
-def timed(label: str, fn: Callable[[], object], warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` over ``iters`` calls after ``warmup`` untimed ones (all kept in ``TIMINGS``)."""
-    for _ in range(warmup):
-        fn()
-    times = TIMINGS.setdefault(label, [])
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    print(f"  {label}: " + " ".join(f"{x:.3f}" for x in times) + " s", flush=True)
-    return statistics.median(times)
-
-
-def matmul_flops(s: Settings) -> float:
-    a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
-
-    def run() -> None:
-        for _ in range(s.matmul_repeats):
-            a @ b
-
-    return 2 * MATMUL_N**3 * s.matmul_repeats / timed("matmul", run, max(s.warmup, 2), max(s.iters, 3))
-
-
 def rss() -> int:
     """Resident set size of this process now, bytes."""
     try:

@@ -1,0 +1,61 @@
+"""Helpers shared by the speed benchmarks: timing with medians, a matmul reference, and FLOP counting for the CPU
+attention kernel, which torch's FlopCounterMode does not know."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+MATMUL_N = 1024  # the float32 matmul whose FLOP/s is the machine's practical peak
+
+
+# ---- FLOP counting: the CPU attention kernel is missing from FlopCounterMode's registry ---------------------------
+def _sdpa_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    """Forward: ``q @ k^T`` and ``p @ v`` (shapes ``(B, H, N, D)``)."""
+    b, h, sq, d = q
+    sk, dv = k[-2], v[-1]
+    return 2 * b * h * sq * sk * (d + dv)
+
+
+def _sdpa_backward_flops(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+    """Backward: recompute the scores, then grad of scores, v, q and k (five matmuls, as torch counts them)."""
+    b, h, sq, d = q
+    sk, dv = k[-2], v[-1]
+    return 2 * b * h * sq * sk * (3 * d + 2 * dv)
+
+
+SDPA_CPU_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
+}
+
+
+# ---- measurements ---------------------------------------------------------------------------------------------------
+TIMINGS: dict[str, list[float]] = {}  # every timed iteration, for the spread in the report
+
+
+def timed(label: str, fn: Callable[[], object], warmup: int, iters: int) -> float:
+    """Median wall time of ``fn`` over ``iters`` calls after ``warmup`` untimed ones (all kept in ``TIMINGS``)."""
+    for _ in range(warmup):
+        fn()
+    times = TIMINGS.setdefault(label, [])
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    print(f"  {label}: " + " ".join(f"{x:.3f}" for x in times) + " s", flush=True)
+    return statistics.median(times)
+
+
+def matmul_flops(s) -> float:
+    """FLOP/s of a float32 ``MATMUL_N`` matmul; ``s`` gives ``matmul_repeats``, ``warmup`` and ``iters``."""
+    a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
+
+    def run() -> None:
+        for _ in range(s.matmul_repeats):
+            a @ b
+
+    return 2 * MATMUL_N**3 * s.matmul_repeats / timed("matmul", run, max(s.warmup, 2), max(s.iters, 3))
