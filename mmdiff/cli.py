@@ -115,7 +115,8 @@ def _train(argv: list[str]) -> int:
 
 
 # ---- sample --------------------------------------------------------------------------------------------------------
-SAMPLE_KEYS = {
+# options of every command that generates from a run
+RUN_KEYS = {
     "run",
     "n",
     "out",
@@ -125,12 +126,10 @@ SAMPLE_KEYS = {
     "seed",
     "guidance_scale",
     "guidance_rescale",
-    "length",
-    "label",
     "device",
     "ema",
-    "progress",
 }
+SAMPLE_KEYS = RUN_KEYS | {"length", "label", "progress", "init", "strength", "keep"}
 
 
 def parse_key_values(argv: list[str], allowed: set[str]) -> dict[str, Any]:
@@ -179,19 +178,7 @@ def _sample(argv: list[str]) -> int:
 
 
 # ---- eval ----------------------------------------------------------------------------------------------------------
-EVAL_KEYS = {
-    "run",
-    "n",
-    "out",
-    "steps",
-    "sampler",
-    "spacing",
-    "seed",
-    "guidance_scale",
-    "guidance_rescale",
-    "device",
-    "ema",
-}
+EVAL_KEYS = RUN_KEYS
 
 
 def _eval(argv: list[str]) -> int:

@@ -129,3 +129,28 @@ def test_data_root_switches_the_recipe_to_a_folder(tmp_path):
     folder = music_or_folder(root=str(tmp_path), sample_rate=16000, duration=0.5, folder={"labels": None})
     assert isinstance(folder, AudioFolder) and folder[(0, 1)]["audio"].shape == (1, 8000)
     assert isinstance(music_or_folder(sample_rate=8000, duration=0.5, synth={"size": 4}), MusicSynth)
+
+
+def test_sample_cli_edits_an_input_file(audio_run, tmp_path, capsys):
+    from mmdiff.cli import main
+
+    t = np.arange(8000) / 8000
+    source = write_audio(tmp_path / "in.wav", 0.5 * np.sin(2 * np.pi * 330 * t)[None], 8000)
+    args = [
+        "sample",
+        f"run={audio_run}",
+        "n=2",
+        f"out={tmp_path / 'out'}",
+        f"init={source}",
+        "strength=0.5",
+        "keep=[0,0.5]",
+        "length=1.5",
+        "steps=4",
+        "label=1",
+        "progress=false",
+        "device=cpu",
+    ]
+    assert main(args) == 0
+    written = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(written) == 2 and str(written[0]) in capsys.readouterr().out
+    assert load_audio(written[0], 8000).shape[-1] == 87 * 128  # 1.5 s -> 88 frames (a multiple of 8) -> 87 hops
