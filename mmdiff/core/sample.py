@@ -69,12 +69,19 @@ def sample(
         steps: number of sampler steps (Heun uses ``2 * steps - 1`` denoiser calls).
         seed: a list of per-sample seeds (batch-invariant), one int, a ``torch.Generator`` or ``None``.
         sigmas: an explicit decreasing sigma list (overrides ``steps``/``schedule``/``spacing``).
-        schedule, spacing, sigma_min, sigma_max: how to space the sigmas (see :func:`~mmdiff.core.spacing.sigmas_for`);
-            without a schedule, Karras sigmas from 80 to 0.002.
+        schedule: the schedule whose sigma range (and time axis, for time spacings) the sigmas follow; without one,
+            Karras sigmas from 80 to 0.002 (see :func:`~mmdiff.core.spacing.sigmas_for`).
+        spacing: ``karras``, ``exponential``, ``trailing``, ``leading`` or ``linspace``.
+        sigma_min: overrides the schedule's smallest sigma.
+        sigma_max: overrides the schedule's largest sigma.
         cond: conditions passed to the denoiser as keyword tensors.
-        guidance_scale, null_cond, guidance_rescale, guidance_interval: classifier-free guidance
-            (:func:`~mmdiff.core.guidance.classifier_free_guidance`); active when ``guidance_scale != 1``.
-        init, strength: SDEdit: start from ``init`` noised to the sigma at ``strength`` of the schedule.
+        guidance_scale: classifier-free guidance scale (:func:`~mmdiff.core.guidance.classifier_free_guidance`);
+            active when not 1.
+        null_cond: the unconditional input for guidance, per key of ``cond``.
+        guidance_rescale: guidance rescale in [0, 1] (Lin et al. 2023).
+        guidance_interval: ``(sigma_lo, sigma_hi)``: guide only inside it.
+        init: the input to edit (SDEdit) or to keep parts of (``mask``), shaped ``shape``.
+        strength: SDEdit: start from ``init`` noised to the sigma at ``strength`` of the schedule.
         mask: 1 where ``init`` is known and kept, 0 where to generate (inpainting, continuation); needs ``init``.
         device: where to sample (default: ``init``'s device, else CPU).
         callback: called with a :class:`~mmdiff.core.samplers.StepInfo` after each step.

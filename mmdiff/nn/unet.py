@@ -32,7 +32,8 @@ class UNet(nn.Module):
 
     Args:
         dims: 1, 2 or 3 spatial dims.
-        in_channels, out_channels: input / output channels (``out_channels`` defaults to ``in_channels``).
+        in_channels: input channels.
+        out_channels: output channels (default: ``in_channels``).
         channels: width of the first level; level ``i`` has ``channels * channel_mult[i]``.
         channel_mult: one entry per level; each level but the last halves the resolution.
         num_res_blocks: residual blocks per level.

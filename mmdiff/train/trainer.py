@@ -50,7 +50,10 @@ class Trainer:
     """Trains ``net`` on ``dataset`` through ``adapter`` with ``objective``; settings are plain keyword arguments.
 
     Args:
-        adapter, net, dataset, objective: the run's components (see ``conf/``).
+        adapter: the modality adapter (see ``conf/adapter``).
+        net: the network ``net(x_t, t, **cond)``.
+        dataset: the training data; keys are ``(index, item_seed)`` pairs.
+        objective: the loss, e.g. :class:`~mmdiff.core.objectives.DiffusionLoss`.
         optimizer: a callable ``params -> torch.optim.Optimizer`` (Hydra ``_partial_: true``).
         run_dir: where checkpoints, samples, TensorBoard events and logs go.
         config_yaml: the resolved config, saved in each checkpoint.

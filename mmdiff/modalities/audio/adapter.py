@@ -23,13 +23,19 @@ class LogMelAdapter:
     """Audio modality adapter (see :class:`mmdiff.modality.ModalityAdapter`).
 
     Args:
-        sample_rate, n_fft, hop_length, n_mels, f_min, f_max: the mel transform (torchaudio ``MelSpectrogram``,
-            magnitude, Slaney mel scale and norm).
+        sample_rate: audio sample rate in Hz.
+        n_fft: FFT size of the mel transform (torchaudio ``MelSpectrogram``, magnitude, Slaney scale and norm).
+        hop_length: samples between frames.
+        n_mels: mel bins (the network's channels).
+        f_min: lowest mel frequency in Hz.
+        f_max: highest mel frequency in Hz (default: Nyquist).
         channels: 1 (mono) or 2 (stereo: the two channels' mels are stacked along the channel axis).
         duration: default length in seconds of generated clips.
         num_classes: class-conditional when > 0.
         frame_multiple: frames are cropped to a multiple of this (the U-Net's downsampling factor).
-        log_floor, log_center, log_scale: ``x = (log(max(mel, floor)) - center) / scale``.
+        log_floor: ``x = (log(max(mel, floor)) - center) / scale``: the floor,
+        log_center: the center,
+        log_scale: and the scale of that normalisation.
         vocoder: mel magnitudes -> waveform; default :class:`GriffinLim` with 32 iterations.
         file_format: ``wav`` or ``flac`` for written clips.
     """
