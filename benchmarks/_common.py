@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -59,3 +60,21 @@ def matmul_flops(s) -> float:
             a @ b
 
     return 2 * MATMUL_N**3 * s.matmul_repeats / timed("matmul", run, max(s.warmup, 2), max(s.iters, 3))
+
+
+def write_report(path: Path, lines: list[str], wall: float) -> None:
+    """Print the report ``lines`` plus the spread of every timed iteration, and write them to ``path``."""
+    lines = [
+        *lines,
+        "",
+        "Timing spread, seconds per timed iteration (min / median / max, n):",
+        *(
+            f"- {key}: {min(v):.3f} / {statistics.median(v):.3f} / {max(v):.3f} ({len(v)})"
+            for key, v in TIMINGS.items()
+        ),
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table)
+    print(f"wrote {path} ({wall:.0f} s)")

@@ -38,13 +38,12 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed
+from _common import MATMUL_N, SDPA_CPU_FLOPS, matmul_flops, timed, write_report
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -332,18 +331,8 @@ def main() -> None:
         "",
         "Configurations:",
         *(f"- {c.name}: `{c.config}`" for c in models),
-        "",
-        "Timing spread, seconds per timed iteration (min / median / max, n):",
-        *(
-            f"- {label}: {min(v):.3f} / {statistics.median(v):.3f} / {max(v):.3f} ({len(v)})"
-            for label, v in TIMINGS.items()
-        ),
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audio.md").write_text(table)
-    print(f"wrote {args.out / 'audio.md'} ({wall:.0f} s)")
+    write_report(args.out / "audio.md", lines, wall)
 
 
 if __name__ == "__main__":

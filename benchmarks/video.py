@@ -54,7 +54,6 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed
+from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed, write_report
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -458,18 +457,8 @@ def main() -> None:
         f"- {NAMES['ours']}: `UNet({config_text(OURS_CONFIG)})` (`recipes/video_shapes_cpu.yaml`)",
         f"- {NAMES['diffusers']}: `UNet3DConditionModel({config_text(DIFFUSERS_CONFIG)})`; called with "
         f"`encoder_hidden_states=zeros(B, 1, {CROSS_DIM})`",
-        "",
-        "Timing spread, seconds per timed iteration (min / median / max, n):",
-        *(
-            f"- {key}: {min(v):.3f} / {statistics.median(v):.3f} / {max(v):.3f} ({len(v)})"
-            for key, v in TIMINGS.items()
-        ),
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "video.md").write_text(table)
-    print(f"wrote {args.out / 'video.md'} ({wall:.0f} s)")
+    write_report(args.out / "video.md", lines, wall)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
+from ..containers import first_stream, open_container
+
 __all__ = ["WRITE_FORMATS", "AudioDecodeError", "audio_info", "load_audio", "write_audio"]
 
 # Full scale of each integer sample format FFmpeg decodes to (planar variants end in "p": "s16p", "fltp").
@@ -43,21 +45,11 @@ class AudioDecodeError(ValueError):
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
-    """Open ``path`` with PyAV, turning every FFmpeg/OS failure into :class:`AudioDecodeError`."""
-    try:
-        return av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError) as error:
-        raise AudioDecodeError(
-            path, f"FFmpeg could not open it: {getattr(error, 'strerror', None) or error}"
-        ) from error
+    return open_container(path, AudioDecodeError)
 
 
 def _audio_stream(container: av.container.InputContainer, path: str | Path) -> av.AudioStream:
-    """The first audio stream of ``container``; an error listing the stream types when there is none."""
-    if not container.streams.audio:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
-        raise AudioDecodeError(path, f"no audio stream (streams found: {', '.join(kinds)})")
-    return container.streams.audio[0]
+    return first_stream(container, "audio", path, AudioDecodeError)
 
 
 def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:

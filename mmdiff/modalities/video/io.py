@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..containers import first_stream, open_container
+
 __all__ = [
     "SHORT_POLICIES",
     "VideoDecodeError",
@@ -60,20 +62,11 @@ def _open(path: str | Path) -> av.container.InputContainer:
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
-    try:
-        return av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError) as error:
-        raise VideoDecodeError(
-            path, f"FFmpeg could not open it: {getattr(error, 'strerror', None) or error}"
-        ) from error
+    return open_container(path, VideoDecodeError)
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
-    """The first video stream of ``container``; an error listing the stream types when there is none."""
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
-        raise VideoDecodeError(path, f"no video stream (streams found: {', '.join(kinds)})")
-    return container.streams.video[0]
+    return first_stream(container, "video", path, VideoDecodeError)
 
 
 def _stream_start(stream: av.VideoStream) -> float:
