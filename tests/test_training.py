@@ -1,5 +1,6 @@
 """The training spine: Trainer, checkpoints, resume, non-finite losses, EMA and generation."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,23 @@ def test_training_writes_checkpoints_samples_and_tensorboard(tmp_path):
         files = {p.name for p in (tmp_path / "samples" / step).iterdir()}
         assert {"points.npy", "points.csv", "preview.png"} <= files
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_without_a_progress_bar_the_log_shows_the_setup_and_the_progress(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="mmdiff.train"):
+        make_trainer(tmp_path, max_steps=4, log_every=2, progress=False).fit()
+    text = caplog.text
+    params = sum(p.numel() for p in PointsMLP(dim=2, width=32, depth=1, num_classes=8).parameters())
+    setup = (
+        f"training {params:,} parameters on cpu x 1 process(es), global batch 16 (16 x 1 x grad_accum 1), steps 0 -> 4"
+    )
+    assert setup in text
+    rates = [
+        float(r)
+        for r in re.findall(r"step [24]/4: loss [0-9.]+ \(smoothed [0-9.]+\), lr [0-9.e+-]+, ([0-9.]+) samples/s", text)
+    ]
+    # the demo samples and the checkpoint written at step 3 do not count against the training rate of steps 3-4
+    assert len(rates) == 2 and rates[1] > 0.2 * rates[0], text
 
 
 class Interrupt(Exception):

@@ -63,6 +63,9 @@ class Trainer:
         batch_size: samples per process per micro-batch; the global batch is ``batch_size * processes * grad_accum``.
         resume: ``None``, ``"auto"`` (the latest checkpoint in ``run_dir``, if any) or a checkpoint folder.
         device: ``"auto"`` (CUDA when available) or ``"cpu"``.
+        log_every: steps between TensorBoard scalars; with ``progress=False`` also between log lines (loss, lr,
+            samples/s), so that a batch job's log shows how far it got.
+        progress: show a tqdm progress bar (main process only).
     """
 
     def __init__(
@@ -162,6 +165,20 @@ class Trainer:
         summary = getattr(self.dataset, "summary", None)
         if acc.is_main_process and callable(summary):
             log.info("%s", summary())
+        if acc.is_main_process:
+            log.info(
+                "training %s parameters on %s x %d process(es), global batch %d (%d x %d x grad_accum %d), "
+                "steps %d -> %d",
+                f"{sum(p.numel() for p in net.parameters()):,}",
+                acc.device.type,
+                acc.num_processes,
+                self.batch_size * acc.num_processes * self.grad_accum,
+                self.batch_size,
+                acc.num_processes,
+                self.grad_accum,
+                start,
+                self.max_steps,
+            )
         sampler = StreamBatchSampler(
             len(self.dataset),
             self.batch_size,
@@ -186,7 +203,8 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.max_steps, initial=start, desc="training", dynamic_ncols=True)
-        smoothed, last_time, samples_seen = None, time.perf_counter(), 0
+        # samples/s counts training only: time spent writing demo samples and checkpoints is left out
+        smoothed, last_time, samples_seen, paused = None, time.perf_counter(), 0, 0.0
         model.train()
         for step in range(start + 1, self.max_steps + 1):
             total = torch.zeros((), device=acc.device)
@@ -218,18 +236,30 @@ class Trainer:
                 bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
             if writer is not None and (step % self.log_every == 0 or step == self.max_steps):
                 now = time.perf_counter()
+                rate = samples_seen / max(now - last_time - paused, 1e-9)
                 writer.add_scalar("train/loss", value, step)
                 writer.add_scalar("train/loss_smoothed", smoothed, step)
                 writer.add_scalar("train/lr", lr_scheduler.get_last_lr()[0], step)
-                writer.add_scalar("train/samples_per_second", samples_seen / max(now - last_time, 1e-9), step)
+                writer.add_scalar("train/samples_per_second", rate, step)
                 if grad_norm is not None:
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
-                last_time, samples_seen = now, 0
-            final = step == self.max_steps
+                if bar is None:  # no progress bar: the log carries the progress instead
+                    log.info(
+                        "step %d/%d: loss %.4f (smoothed %.4f), lr %.2e, %.1f samples/s",
+                        step,
+                        self.max_steps,
+                        value,
+                        smoothed,
+                        lr_scheduler.get_last_lr()[0],
+                        rate,
+                    )
+                last_time, samples_seen, paused = now, 0, 0.0
+            final, pause_start = step == self.max_steps, time.perf_counter()
             if acc.is_main_process and (final or (self.sample_every and step % self.sample_every == 0)):
                 self.write_samples(step, writer)
             if final or (self.checkpoint_every and step % self.checkpoint_every == 0):
                 self.save(step, optimizer, lr_scheduler)
+            paused += time.perf_counter() - pause_start
         if bar is not None:
             bar.close()
         if writer is not None:
