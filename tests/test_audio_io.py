@@ -287,6 +287,12 @@ def test_labels_from_subfolders(tmp_path):
         AudioFolder(tmp_path, labels="filename")
 
 
+def test_a_root_under_home_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_int16_wav(tmp_path / "music" / "a.wav", sine(8000), 8000)
+    assert len(AudioFolder("~/music", sample_rate=8000, duration=0.25)) == 1
+
+
 def test_cache_and_files_corrupted_after_the_scan(tmp_path):
     path = write_int16_wav(tmp_path / "a.wav", sine(8000), 8000)
     cached = AudioFolder(tmp_path, sample_rate=8000, duration=0.25, cache=True)

@@ -48,7 +48,7 @@ def scan_folder(
     ``kind`` ("AudioFolder") and ``what`` ("audio") name things in messages; warnings point at the line that built
     the dataset.
     """
-    root = Path(root)
+    root = Path(root).expanduser()  # "~/music" from Python; on a command line the shell (or $HOME) does it
     if not root.is_dir():
         raise ValueError(f"{kind}: root {root} is not a folder")
     extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
