@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 
 from mmdiff.core import EDMSchedule, FlowSchedule, vp_cosine, vp_linear
@@ -13,3 +16,22 @@ SCHEDULES = {
 @pytest.fixture(params=sorted(SCHEDULES))
 def schedule(request):
     return SCHEDULES[request.param]()
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_modality"  # the "Adding a modality" package
+
+
+@pytest.fixture(scope="session")
+def doc_runs(tmp_path_factory):
+    """Tiny stand-ins for the runs the docs train: ``points_ring``, ``music``, ``shapes`` and ``images`` (the
+    tutorial's modality, whose package is put on ``sys.path`` as its page says), in one folder."""
+    from _helpers import train_tiny_run
+
+    if str(EXAMPLE) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE))
+    root = tmp_path_factory.mktemp("runs")
+    train_tiny_run(root / "points_ring", "points_config.yaml", steps=2, batch_size=8)
+    train_tiny_run(root / "music", "audio_config.yaml", steps=2)
+    train_tiny_run(root / "shapes", "video_config.yaml", steps=2)
+    train_tiny_run(root / "images", "images_config.yaml", steps=2)
+    return root
