@@ -30,3 +30,16 @@ def test_doc_block_runs(code, tmp_path, monkeypatch, doc_runs):
     (tmp_path / "runs").symlink_to(doc_runs)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "<doc>", "exec"), {"__name__": "__doc_example__"})
+
+
+YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in DOCS if YAML_BLOCK.search(p.read_text())], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_doc_yaml_blocks_parse(path):
+    import yaml
+
+    for block in YAML_BLOCK.findall(path.read_text()):
+        assert isinstance(yaml.safe_load(_expand(block)), dict), block
