@@ -188,6 +188,8 @@ def test_doc_shell_block_runs_in_miniature(text, tmp_path, home, doc_runs):
     }
     proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{script}\n--- output ---\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    if "--num_processes" in text or "--nproc_per_node" in text:
+        assert "x 2 process(es)" in proc.stdout + proc.stderr, "the multi-process commands did not start two processes"
     if "/my_music" in text:
         assert "broken.wav" in proc.stdout + proc.stderr, "the broken file in $HOME/my_music was not reported"
 
