@@ -16,6 +16,8 @@ def mixture_for(shape, components: int = 3, seed: int = 0) -> GaussianMixture:
 
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]  # every page whose code blocks must run
 
 
 def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: int = 4) -> Path:

@@ -5,12 +5,10 @@ Blocks run in a fresh folder that holds ``runs/``: tiny trained stand-ins for th
 """
 
 import re
-from pathlib import Path
 
 import pytest
+from _helpers import DOCS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 SNIPPET = re.compile(r'^--8<-- "(.+)"$', re.M)  # pymdownx.snippets: the block shows a file of the repository
 

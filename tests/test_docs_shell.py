@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import DOCS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 TEST_COMMAND = 'pip install -e ".[dev]" && python -m pytest -q'  # the README's second command, run by .ci/run
 
