@@ -6,6 +6,7 @@ encoders, so the suite needs no stored media.
 
 from __future__ import annotations
 
+import re
 import wave
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def test_decode_errors_name_the_file(tmp_path):
     no_samples = write_int16_wav(tmp_path / "zero.wav", np.zeros((1, 0), np.float32), SR)
     for path, reason in [
         (text, "could not open"),
-        (empty, "could not open"),
+        (empty, r"the file is empty \(0 bytes\)"),
         (video, "no audio stream"),
         (no_samples, "zero samples"),
         (tmp_path / "missing.flac", "could not open"),
@@ -198,19 +199,28 @@ def test_write_mp3_without_encoder(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------------- folder
 
 
-def test_folder_skips_bad_files_with_warnings(tmp_path):
+def _skip_lines(caplog) -> list[str]:
+    """The warnings the folder scan logged on ``mmdiff.data``, one line each."""
+    return [r.getMessage() for r in caplog.records if r.name == "mmdiff.data" and r.levelname == "WARNING"]
+
+
+def test_folder_skips_bad_files_with_logged_warnings(tmp_path, caplog):
     write_int16_wav(tmp_path / "a" / "b" / "good.WAV", sine(16000), 16000)
     write_pyav(tmp_path / "c" / "good.Flac", sine(44100), 44100, "flac")
     (tmp_path / "x.wav").write_text("not audio")
     (tmp_path / "empty.wav").touch()
     write_video_only(tmp_path / "video.mp4")
     (tmp_path / "notes.txt").write_text("ignored: not an audio extension")
-    with pytest.warns(UserWarning) as record:
-        ds = AudioFolder(tmp_path, sample_rate=SR, duration=0.25, extensions=(*AUDIO_EXTENSIONS, ".mp4"))
-    messages = "\n".join(str(w.message) for w in record)
-    for bad in ("x.wav", "empty.wav", "video.mp4"):
-        assert str(tmp_path / bad) in messages
-    assert "no audio stream" in messages and "notes.txt" not in messages
+    ds = AudioFolder(tmp_path, sample_rate=SR, duration=0.25, extensions=(*AUDIO_EXTENSIONS, ".mp4"))
+    lines = _skip_lines(caplog)
+    assert len(lines) == 3 and all("\n" not in line and line.startswith("AudioFolder: skipping ") for line in lines)
+    for bad, reason in [
+        ("x.wav", "could not open"),
+        ("empty.wav", "empty (0 bytes)"),
+        ("video.mp4", "no audio stream"),
+    ]:
+        assert any(str(tmp_path / bad) in line and reason in line for line in lines), (bad, lines)
+    assert "notes.txt" not in "\n".join(lines)
     assert len(ds) == 2 and {c.path.name for c in ds.clips} == {"good.WAV", "good.Flac"}
     assert ds.num_classes == 0 and ds.class_names == []
     assert (
@@ -221,11 +231,12 @@ def test_folder_skips_bad_files_with_warnings(tmp_path):
     assert item["audio"].dtype == torch.float32
 
 
-def test_folder_with_only_bad_files_raises(tmp_path):
+def test_folder_with_only_bad_files_raises(tmp_path, caplog):
     (tmp_path / "x.wav").write_text("not audio")
     (tmp_path / "empty.mp3").touch()
-    with pytest.warns(UserWarning), pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError) as caught:
         AudioFolder(tmp_path)
+    assert len(_skip_lines(caplog)) == 2
     message = str(caught.value)
     assert str(tmp_path) in message and "2 file(s) seen" in message and "2 skipped" in message and ".flac" in message
     (tmp_path / "void").mkdir()
@@ -272,12 +283,12 @@ def test_crops_are_deterministic_per_seed(tmp_path):
     assert torch.equal(first, ds[0]["audio"]) and first.shape == (1, rate // 2)
 
 
-def test_labels_from_subfolders(tmp_path):
+def test_labels_from_subfolders(tmp_path, caplog):
     for rel in ("dog/a.wav", "cat/b.wav", "cat/deeper/c.wav"):
         write_int16_wav(tmp_path / rel, sine(8000), 8000)
     write_int16_wav(tmp_path / "loose.wav", sine(8000), 8000)
-    with pytest.warns(UserWarning, match="loose.wav.*sub-folder"):
-        ds = AudioFolder(tmp_path, sample_rate=8000, duration=0.25, labels="subfolder")
+    ds = AudioFolder(tmp_path, sample_rate=8000, duration=0.25, labels="subfolder")
+    assert len(_skip_lines(caplog)) == 1 and re.search("loose.wav.*sub-folder", _skip_lines(caplog)[0])
     assert ds.class_names == ["cat", "dog"] and ds.num_classes == 2
     labels = {ds.clips[i].path.name: ds[i]["label"] for i in range(len(ds))}
     assert {k: int(v) for k, v in labels.items()} == {"a.wav": 1, "b.wav": 0, "c.wav": 0}

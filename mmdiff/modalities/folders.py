@@ -2,17 +2,20 @@
 
 One pass over the files' headers at construction: each file is probed; a file the probe rejects is left out with a
 warning that names it and the reason (one bad file in a large folder does not stop a run); a folder with nothing
-usable is an error that says what was searched and why files were left out. With ``labels="subfolder"`` a file's
+usable is an error that says what was searched and why files were left out. Warnings go through the
+``mmdiff.data`` logger, one line per file, so that a training run's log (``train.log``) keeps them. With ``labels="subfolder"`` a file's
 class is its first sub-folder under the root (sorted names numbered from 0).
 """
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("mmdiff.data")
 
 
 class SkipFile(Exception):
@@ -45,8 +48,8 @@ def scan_folder(
     """Probe every file under ``root`` with one of ``extensions`` (any case, recursive, sorted).
 
     ``probe(path)`` returns a dataclass record with ``path`` and ``label`` fields, or raises :class:`SkipFile`.
-    ``kind`` ("AudioFolder") and ``what`` ("audio") name things in messages; warnings point at the line that built
-    the dataset.
+    ``kind`` ("AudioFolder") and ``what`` ("audio") name things in messages; each skipped file is logged as a warning
+    on the ``mmdiff.data`` logger (unless its :class:`SkipFile` says ``warn=False``).
     """
     root = Path(root).expanduser()  # "~/music" from Python; on a command line the shell (or $HOME) does it
     if not root.is_dir():
@@ -62,8 +65,7 @@ def scan_folder(
         except SkipFile as skip:
             skipped.append((path, skip.reason))
             if skip.warn:
-                # stacklevel 3: scan_folder <- the dataset's __init__ <- the line that built the dataset
-                warnings.warn(f"{kind}: skipping {path}: {skip.reason}", stacklevel=3)
+                log.warning("%s: skipping %s: %s", kind, path, skip.reason)
     if not records:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise ValueError(

@@ -45,6 +45,10 @@ class AudioDecodeError(ValueError):
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` with PyAV; every FFmpeg/OS failure, and an empty file, is an :class:`AudioDecodeError`."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:  # FFmpeg's own word for it is "Invalid data found"
+        raise AudioDecodeError(path, "the file is empty (0 bytes)")
     return open_container(path, AudioDecodeError)
 
 
