@@ -1,17 +1,23 @@
-"""Checkpoints: safetensors weights plus the resumable state, written atomically, last K kept.
+"""Checkpoints: safetensors weights plus the resumable state as safetensors + JSON, written atomically, last K kept.
 
 Layout of ``<run_dir>/checkpoints/step_000500/``:
 
 * ``model.safetensors``: the raw weights; ``ema.safetensors``: the EMA weights (what generation loads);
-* ``state.pt``: optimizer, LR scheduler, EMA, step and RNG states, for resuming;
+* ``state.safetensors`` + ``state.json``: optimizer, LR scheduler, EMA, step and RNG states, for resuming: the
+  tensors in the first, everything else (numbers, strings, the nesting) in the second;
 * ``config.yaml``: the resolved config, so a checkpoint folder alone can be loaded.
 
-A checkpoint is written into a hidden temporary folder and renamed into place, so a crash while saving never leaves
-a half-written ``step_*`` folder: the last complete checkpoint stays the latest.
+Nothing in a checkpoint is unpickled: safetensors, JSON and YAML (safe loader) cannot run code, and a file in a
+checkpoint folder that is a pickle (or a ``torch.save`` archive) is refused with an error naming it, so a planted
+payload never runs. A checkpoint is written into a hidden temporary folder and renamed into place, so a crash while
+saving never leaves a half-written ``step_*`` folder; a folder damaged later (a truncated copy) is skipped, with a
+warning, by :func:`newest_checkpoint`, which both resuming and loading use.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
 import re
@@ -21,13 +27,32 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+log = logging.getLogger("mmdiff.checkpoints")
+
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+WEIGHT_FILES = ("model.safetensors", "ema.safetensors")
+STATE_FILES = ("state.safetensors", "state.json")
+CHECKPOINT_FILES = (*WEIGHT_FILES, *STATE_FILES, "config.yaml")
+_STATE_FORMAT = 1
+# a pickle starts with the PROTO opcode (protocol 2+); torch.save writes a zip archive
+_PICKLE_MAGIC = (*(bytes([0x80, p]) for p in range(2, 6)), b"PK\x03\x04")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and why."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file in a checkpoint folder is a pickle: mmdiff refuses it rather than run what it may contain."""
+
+
+# ---- finding checkpoints ---------------------------------------------------------------------------------------
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders of a run, oldest first."""
+    """The ``step_*`` folders of a run, oldest first (complete or not: see :func:`newest_checkpoint`)."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
@@ -35,12 +60,109 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run (``None`` when it has no ``step_*`` folder yet).
+
+    Incomplete or corrupt folders (a truncated file, a missing one) are skipped with a warning that names the folder
+    and why; a run whose folders are all unusable is an error, and so is a pickle file in any folder it looks at."""
+    folders = checkpoint_dirs(run_dir)
+    reasons = []
+    for folder in reversed(folders):
+        try:
+            check_checkpoint(folder)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as e:
+            log.warning("skipping checkpoint %s: %s", folder, e)
+            reasons.append(str(e))
+            continue
+        if reasons:
+            log.warning("using %s, the newest complete checkpoint", folder)
+        return folder
+    if folders:
+        raise CheckpointError(f"{run_dir}: none of its {len(folders)} checkpoint(s) is complete; newest: {reasons[0]}")
+    return None
 
 
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint that ``path`` names, checked: a run directory gives its newest complete checkpoint, a
+    checkpoint folder or a ``.safetensors`` file is taken as it is. Logs which one it is."""
+    path = Path(path)
+    if path.is_file():
+        _refuse_pickle(path)
+        if (path.parent / "config.yaml").is_file():
+            refuse_pickles(path.parent)
+        _check_safetensors(path)
+        found = path
+    elif (path / "config.yaml").is_file() and any((path / name).exists() for name in WEIGHT_FILES):
+        refuse_pickles(path)
+        for name in (*WEIGHT_FILES, *STATE_FILES):
+            if (path / name).exists():
+                _check_file(path / name)
+        found = path
+    else:
+        found = newest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"{path} has no checkpoints/step_* folder: is it an mmdiff run directory?")
+    log.info("using checkpoint %s", found)
+    return found
+
+
+# ---- checking -------------------------------------------------------------------------------------------------
+def _looks_pickled(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4).startswith(_PICKLE_MAGIC)
+
+
+def _refuse_pickle(path: Path) -> None:
+    if _looks_pickled(path):
+        raise UnsafeCheckpointError(
+            f"{path}: a pickle (torch.save) file; mmdiff never unpickles checkpoint files, which could run code "
+            "(delete it if you trust the rest of the folder; older mmdiff versions kept the resumable state in state.pt)"
+        )
+
+
+def refuse_pickles(folder: Path) -> None:
+    """Raise :class:`UnsafeCheckpointError` naming the first file of ``folder`` that is a pickle."""
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            _refuse_pickle(path)
+
+
+def _check_safetensors(path: Path) -> None:
+    try:
+        with safe_open(str(path), "pt"):  # reads the header; a truncated file no longer covers its offsets
+            pass
+    except Exception as e:
+        raise CheckpointError(f"{path}: incomplete or corrupt safetensors file ({e})") from None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    if path.suffix == ".safetensors":
+        _check_safetensors(path)
+    elif path.suffix == ".json":
+        _read_json(path)
+    elif path.suffix == ".yaml":
+        try:
+            yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path}: incomplete or corrupt YAML ({str(e).splitlines()[0]})") from None
+
+
+def check_checkpoint(folder: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the first missing, truncated or corrupt file of a checkpoint folder
+    (:class:`UnsafeCheckpointError` for a pickle). Reads only the headers of the weight files."""
+    folder = Path(folder)
+    refuse_pickles(folder)
+    for name in CHECKPOINT_FILES:
+        _check_file(folder / name)
+
+
+# ---- saving ---------------------------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
+    """The random states of torch, numpy, Python (and CUDA): stored as tensors and plain values."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}  # noqa: NPY002
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -55,7 +177,47 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
+    """``value`` as JSON, with its tensors moved into ``tensors`` (referenced by name) and the Python types JSON
+    lacks (tuples, dicts with non-string keys, numpy arrays) tagged, so that :func:`_decode` rebuilds it exactly."""
+    if torch.is_tensor(value):
+        name = f"t{len(tensors)}"
+        tensors[name] = value.detach().cpu().clone().contiguous()  # clone: safetensors refuses shared storage
+        return {"__tensor__": name}
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, tensors, f"{where}.{k}") for k, v in value.items()}
+        return {"__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]}
+    raise TypeError(f"checkpoint state: {where} is a {type(value).__name__}, which is not stored without pickle")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tensor__" in value:
+        return tensors[value["__tensor__"]]
+    if "__ndarray__" in value:
+        return np.asarray(value["__ndarray__"], dtype=value["dtype"])
+    if "__tuple__" in value:
+        return tuple(_decode(v, tensors) for v in value["__tuple__"])
+    if "__dict__" in value:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in value["__dict__"]}
+    return {k: _decode(v, tensors) for k, v in value.items()}
+
+
+def _weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
 
 
@@ -69,16 +231,21 @@ def save_checkpoint(
     config_yaml: str,
     keep: int = 3,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``. Returns its folder."""
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``. Returns its folder.
+
+    ``state`` may hold tensors, numpy arrays, numbers, strings, ``None`` and lists, tuples and dicts of them."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(_contiguous(model), tmp / "model.safetensors", metadata={"step": str(step)})
-    save_file(_contiguous(ema), tmp / "ema.safetensors", metadata={"step": str(step)})
-    torch.save({**state, "step": step}, tmp / "state.pt")
+    save_file(_weights(model), tmp / "model.safetensors", metadata={"step": str(step)})
+    save_file(_weights(ema), tmp / "ema.safetensors", metadata={"step": str(step)})
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode({**state, "step": step}, tensors, "state")
+    save_file(tensors, tmp / "state.safetensors", metadata={"step": str(step)})
+    (tmp / "state.json").write_text(json.dumps({"format": _STATE_FORMAT, "state": encoded}))
     (tmp / "config.yaml").write_text(config_yaml)
     for f in tmp.iterdir():  # make the data durable before the rename publishes it
         with open(f, "rb") as fh:
@@ -91,18 +258,41 @@ def save_checkpoint(
     return final
 
 
+# ---- loading --------------------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: incomplete or corrupt JSON ({e})") from None
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    _refuse_pickle(path)
+    try:
+        return load_file(path)
+    except Exception as e:
+        raise CheckpointError(f"{path}: incomplete or corrupt safetensors file ({e})") from None
+
+
 def load_weights(checkpoint: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
     """The EMA (default) or raw weights of a checkpoint folder or of a ``.safetensors`` file."""
     path = Path(checkpoint)
     if path.is_dir():
+        refuse_pickles(path)
         path = path / ("ema.safetensors" if ema else "model.safetensors")
     if not path.is_file():
         raise FileNotFoundError(f"no weights at {path}")
-    return load_file(path)
+    return _load_safetensors(path)
 
 
 def load_state(checkpoint: str | Path) -> dict[str, Any]:
-    path = Path(checkpoint) / "state.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a resumable checkpoint: {path.name} is missing")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The resumable state saved with a checkpoint (optimizer, LR scheduler, EMA, RNG, ``step``)."""
+    folder = Path(checkpoint)
+    refuse_pickles(folder)
+    missing = [name for name in STATE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{checkpoint} is not a resumable checkpoint: {missing[0]} is missing")
+    saved = _read_json(folder / "state.json")
+    if not isinstance(saved, dict) or saved.get("format") != _STATE_FORMAT:
+        raise CheckpointError(f"{folder / 'state.json'}: not an mmdiff state file of format {_STATE_FORMAT}")
+    return _decode(saved["state"], _load_safetensors(folder / "state.safetensors"))

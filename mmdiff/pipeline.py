@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from .checkpoints import find_checkpoint, load_weights
 from .core import NetworkDenoiser, sample
 from .modality import EditableAdapter, ModalityAdapter
-from .train.checkpoint import latest_checkpoint, load_weights
 
 
 def generate_media(
@@ -69,16 +69,10 @@ def generate_media(
 
 
 def _config_and_weights(path: Path) -> tuple[DictConfig, Path]:
-    """Find the resolved config and the checkpoint for a run dir, a checkpoint folder or a weights file."""
-    if path.is_file():
-        checkpoint, config = path, path.parent / "config.yaml"
-    elif (path / "config.yaml").is_file() and (path / "ema.safetensors").is_file():
-        checkpoint, config = path, path / "config.yaml"
-    else:
-        checkpoint = latest_checkpoint(path)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{path} has no checkpoints/step_* folder: is it an mmdiff run directory?")
-        config = checkpoint / "config.yaml"
+    """Find the resolved config and the checkpoint for a run dir, a checkpoint folder or a weights file. A run dir
+    gives its newest complete checkpoint (incomplete ones are skipped with a warning); the one used is logged."""
+    checkpoint = find_checkpoint(path)
+    config = (checkpoint.parent if checkpoint.is_file() else checkpoint) / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no config.yaml beside the weights at {checkpoint}")
     return OmegaConf.load(config), checkpoint

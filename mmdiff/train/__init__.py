@@ -1,6 +1,5 @@
-"""Training: the trainer, checkpoints and the deterministic data stream."""
+"""Training: the trainer and the deterministic data stream (checkpoint I/O lives in :mod:`mmdiff.checkpoints`)."""
 
-from .checkpoint import latest_checkpoint, load_weights, save_checkpoint
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["NonFiniteLossError", "Trainer", "latest_checkpoint", "load_weights", "save_checkpoint"]
+__all__ = ["NonFiniteLossError", "Trainer"]

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..checkpoints import load_state, load_weights, newest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..core import NetworkDenoiser, drop_conditions
 from ..modality import ModalityAdapter
-from .checkpoint import latest_checkpoint, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .stream import StreamBatchSampler, noise_generators
 
 log = logging.getLogger("mmdiff.train")
@@ -121,12 +121,12 @@ class Trainer:
         if self.resume in (None, "", "none"):
             return None
         if self.resume == "auto":
-            found = latest_checkpoint(self.run_dir)
+            found = newest_checkpoint(self.run_dir)
             log.info("resume=auto: %s", f"resuming from {found}" if found else "no checkpoint yet, starting fresh")
             return found
         path = Path(self.resume)
-        if not (path / "state.pt").is_file():
-            raise FileNotFoundError(f"trainer.resume: {path} is not a checkpoint folder (expected {path}/state.pt)")
+        if not (path / "state.json").is_file():
+            raise FileNotFoundError(f"trainer.resume: {path} is not a checkpoint folder (expected {path}/state.json)")
         return path
 
     def fit(self) -> nn.Module:
@@ -276,7 +276,7 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor, step: int) -> None:
         everywhere = self._acc.gather(loss.detach().reshape(1))
         if not torch.isfinite(everywhere).all():
-            last = latest_checkpoint(self.run_dir)
+            last = newest_checkpoint(self.run_dir)
             raise NonFiniteLossError(
                 f"step {step}: the loss is {everywhere.tolist()} (not finite); stopped before the update, so the "
                 f"weights are untouched. Last checkpoint: {last or 'none'}. Try a lower optim.lr, trainer.grad_clip, "
