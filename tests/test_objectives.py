@@ -5,6 +5,7 @@ from _helpers import mixture_for
 from mmdiff.core import (
     PARAMETERIZATIONS,
     DiffusionLoss,
+    DiffusionModel,
     LogitNormalTime,
     LogNormalSigma,
     UniformTime,
@@ -31,10 +32,12 @@ def oracle(schedule, kind, x0, offset=0.0):
 def test_loss_targets_match_the_parameterization(schedule, kind):
     """A network that knows the noise returns exactly the target, so the loss is zero; a wrong one is not."""
     x0 = torch.randn(8, 2, 5)
-    loss = DiffusionLoss(schedule, kind)(oracle(schedule, kind, x0), x0, generator=torch.Generator().manual_seed(0))
+    loss = DiffusionLoss(DiffusionModel(schedule, kind))(
+        oracle(schedule, kind, x0), x0, generator=torch.Generator().manual_seed(0)
+    )
     assert loss.shape == (8,)
     assert loss.max() < 1e-6
-    wrong = DiffusionLoss(schedule, kind)(lambda x_t, t: torch.zeros_like(x_t), x0)
+    wrong = DiffusionLoss(DiffusionModel(schedule, kind))(lambda x_t, t: torch.zeros_like(x_t), x0)
     assert (wrong > 1e-3).all()
 
 
@@ -44,7 +47,7 @@ def test_weightings_equal_their_x0_space_definition(weighting, kind):
     """Weighted loss of a prediction error e == x0-space weight * |e|^2 / k^2, for every parameterisation."""
     schedule = vp_linear()
     x0 = torch.randn(16, 4)
-    loss_fn = DiffusionLoss(schedule, kind, weighting=weighting, snr_gamma=5.0)
+    loss_fn = DiffusionLoss(DiffusionModel(schedule, kind), weighting=weighting, snr_gamma=5.0)
     loss = loss_fn(oracle(schedule, kind, x0, offset=0.01), x0, generator=torch.Generator().manual_seed(1))
     sigma = UniformTime()(16, schedule, torch.Generator().manual_seed(1))  # the same draws as inside the loss
     alpha = schedule.input_scale(sigma)
@@ -58,7 +61,7 @@ def test_min_snr_weights():
     torch.testing.assert_close(x0_weight("min_snr", sigma, 5.0), torch.tensor([5.0, 1.0, 0.01]))
     torch.testing.assert_close(x0_weight("soft_min_snr", sigma, 1.0), torch.tensor([100 / 101, 0.5, 0.01 / 1.01]))
     with pytest.raises(ValueError, match="unknown loss weighting 'snr'"):
-        DiffusionLoss(vp_linear(), weighting="snr")
+        DiffusionLoss(DiffusionModel(vp_linear()), weighting="snr")
 
 
 def test_noise_level_samplers_stay_in_range_and_are_seeded():
@@ -93,7 +96,7 @@ def test_the_exact_denoiser_minimises_the_loss(kind):
     mixture = mixture_for((4096, 2), components=2)
     x0 = mixture.sample(4096, torch.Generator().manual_seed(0))
     exact = mixture.exact_network(schedule, kind)
-    loss_fn = DiffusionLoss(schedule, kind, weighting="min_snr")
+    loss_fn = DiffusionLoss(DiffusionModel(schedule, kind), weighting="min_snr")
 
     def mean_loss(net):
         return loss_fn(net, x0, generator=torch.Generator().manual_seed(1)).mean().item()

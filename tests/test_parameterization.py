@@ -4,7 +4,7 @@ import pytest
 import torch
 from _helpers import mixture_for
 
-from mmdiff.core import PARAMETERIZATIONS, NetworkDenoiser, convert_prediction, prediction_from, x0_from_prediction
+from mmdiff.core import PARAMETERIZATIONS, DiffusionModel, convert_prediction, prediction_from, x0_from_prediction
 from mmdiff.core.parameterization import x0_error_scale_sq
 
 
@@ -56,7 +56,7 @@ def test_vp_special_cases_of_error_scale():
 def test_network_denoiser_recovers_exact_denoiser(schedule, kind):
     shape = (6, 2, 3)
     mixture = mixture_for(shape)
-    denoiser = NetworkDenoiser(mixture.exact_network(schedule, kind), schedule, kind)
+    denoiser = DiffusionModel(schedule, kind).denoiser(mixture.exact_network(schedule, kind))
     g = torch.Generator().manual_seed(3)
     sigma = torch.tensor([0.01, 0.1, 0.5, 1.0, 5.0, 20.0]).clamp(schedule.sigma_min, schedule.sigma_max)
     x = torch.randn(shape, generator=g) * 2 + sigma.view(-1, 1, 1) * torch.randn(shape, generator=g)
@@ -73,14 +73,14 @@ def test_network_denoiser_runs_network_in_its_dtype():
             assert x.dtype == torch.bfloat16
             return self.lin(x)
 
-    from mmdiff.core import vp_linear
+    from mmdiff.core import DiffusionModel, vp_linear
 
-    out = NetworkDenoiser(Half(), vp_linear(), "v")(torch.randn(2, 4), torch.tensor([1.0, 2.0]))
+    out = DiffusionModel(vp_linear(), "v").denoiser(Half())(torch.randn(2, 4), torch.tensor([1.0, 2.0]))
     assert out.dtype == torch.float32
 
 
 def test_unknown_parameterization_is_named():
-    from mmdiff.core import vp_linear
+    from mmdiff.core import DiffusionModel, vp_linear
 
     with pytest.raises(ValueError, match=r"unknown parameterization 'eps'.*epsilon, x0, v, flow"):
-        NetworkDenoiser(torch.nn.Identity(), vp_linear(), "eps")
+        DiffusionModel(vp_linear(), "eps").denoiser(torch.nn.Identity())

@@ -5,7 +5,7 @@ import pytest
 import torch
 from _helpers import mixture_for
 
-from mmdiff.core import PARAMETERIZATIONS, SAMPLERS, GaussianMixture, NetworkDenoiser, NoiseSource, sample, vp_linear
+from mmdiff.core import PARAMETERIZATIONS, SAMPLERS, DiffusionModel, GaussianMixture, NoiseSource, sample, vp_linear
 from mmdiff.core.samplers import ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral
 from mmdiff.core.spacing import karras_sigmas
 from mmdiff.metrics import sliced_wasserstein
@@ -21,7 +21,7 @@ def test_sampler_matrix(name, kind, schedule, steps):
     rank = 2 + (len(name) + len(kind) + steps) % 4
     shape = RANK_SHAPES[rank]
     mixture = mixture_for(shape)
-    denoiser = NetworkDenoiser(mixture.exact_network(schedule, kind), schedule, kind)
+    denoiser = DiffusionModel(schedule, kind).denoiser(mixture.exact_network(schedule, kind))
     out = sample(denoiser, shape, sampler=name, steps=steps, seed=0, schedule=schedule)
     assert out.shape == shape and out.dtype == torch.float32
     assert torch.isfinite(out).all()
@@ -130,7 +130,7 @@ def test_agrees_with_diffusers(ours, cls, kwargs, spacing):
     noise = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
     expected = _diffusers_loop(scheduler, net, noise)
     sigmas = torch.cat([schedule.sigma_at_timestep(scheduler.timesteps.double()), torch.zeros(1, dtype=torch.float64)])
-    got = ours(NetworkDenoiser(net, schedule, "epsilon"), noise * sigmas[0].float(), sigmas)
+    got = ours(DiffusionModel(schedule, "epsilon").denoiser(net), noise * sigmas[0].float(), sigmas)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -11,11 +11,11 @@ from .diffusers_bridge import DiffusersSampler, schedule_from_diffusers
 from .editing import masked_denoiser, truncate_for_strength
 from .gmm import GaussianMixture
 from .guidance import classifier_free_guidance, drop_conditions
+from .model import DiffusionModel, NetworkDenoiser
 from .noise import NoiseSource
 from .objectives import DiffusionLoss, LogitNormalTime, LogNormalSigma, UniformTime
 from .parameterization import (
     PARAMETERIZATIONS,
-    NetworkDenoiser,
     convert_prediction,
     prediction_from,
     x0_from_prediction,
@@ -41,6 +41,7 @@ __all__ = [
     "SPACINGS",
     "DiffusersSampler",
     "DiffusionLoss",
+    "DiffusionModel",
     "EDMSchedule",
     "FlowSchedule",
     "GaussianMixture",

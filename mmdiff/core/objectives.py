@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from ._tensor import append_dims, mean_over_sample
+from .model import DiffusionModel
 from .noise import Generators, draw
-from .parameterization import check_parameterization, prediction_from, x0_error_scale_sq
+from .parameterization import x0_error_scale_sq
 from .schedules import Schedule
 
 WEIGHTINGS = ("uniform", "min_snr", "soft_min_snr")
@@ -82,11 +83,14 @@ def offset_noise(x: Tensor, strength: float, generator=None) -> Tensor:
 
 
 class DiffusionLoss:
-    """Per-sample training loss ``(B,)`` for a network ``net(x_t, t, **cond)``.
+    """Per-sample training loss ``(B,)`` for a network ``net(x_t, t, **cond)`` under a :class:`DiffusionModel`.
+
+    The model (schedule + parameterisation) says what the network's input and output mean; the same object turns the
+    trained network into a denoiser for sampling (:meth:`DiffusionModel.denoiser`), so training and generation read
+    one definition.
 
     Args:
-        schedule: the noise schedule the network is trained under.
-        parameterization: what the network predicts: ``epsilon``, ``x0``, ``v`` or ``flow``.
+        model: the schedule and parameterisation the network is trained under.
         noise_level: a noise-level sampler (default :class:`UniformTime`).
         weighting: ``uniform``, ``min_snr`` or ``soft_min_snr`` (see the module docstring).
         snr_gamma: the ``gamma`` of the SNR weightings.
@@ -95,22 +99,32 @@ class DiffusionLoss:
 
     def __init__(
         self,
-        schedule: Schedule,
-        parameterization: str = "epsilon",
+        model: DiffusionModel,
         noise_level: Any = None,
         weighting: str = "uniform",
         snr_gamma: float = 5.0,
         offset_noise: float = 0.0,
     ):
+        if not isinstance(model, DiffusionModel):
+            raise TypeError(
+                f"DiffusionLoss: model must be a DiffusionModel(schedule, parameterization), got {type(model).__name__}"
+            )
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
-        self.schedule = schedule
-        self.parameterization = check_parameterization(parameterization)
+        self.model = model
         self.noise_level = noise_level if noise_level is not None else UniformTime()
         self.weighting, self.snr_gamma, self.offset_noise = weighting, snr_gamma, offset_noise
 
+    @property
+    def schedule(self) -> Schedule:
+        return self.model.schedule
+
+    @property
+    def parameterization(self) -> str:
+        return self.model.parameterization
+
     def weight(self, sigma: Tensor, alpha: Tensor, s: Tensor) -> Tensor:
-        """Per-sample weight ``(B,)`` of the MSE on the network output."""
+        """Per-sample weight ``(B,)`` of the MSE on the network output (``alpha``, ``s``: ``(B,)``)."""
         if self.weighting == "uniform":
             return torch.ones_like(sigma)
         k2 = x0_error_scale_sq(self.parameterization, alpha, s)
@@ -125,10 +139,7 @@ class DiffusionLoss:
         x0 = x0.float()
         sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
         noise = offset_noise(x0, self.offset_noise, generator)
-        alpha = self.schedule.input_scale(sigma).float()  # (B,)
-        s = alpha * sigma
-        alpha_b, s_b = append_dims(alpha, x0.ndim), append_dims(s, x0.ndim)
-        x_t = alpha_b * x0 + s_b * noise
-        pred = net(x_t, self.schedule.net_time(sigma), **cond).float()
-        target = prediction_from(self.parameterization, x0, noise, alpha_b, s_b)
-        return self.weight(sigma, alpha, s) * mean_over_sample((pred - target) ** 2)
+        x = x0 + append_dims(sigma, x0.ndim) * noise  # the VE frame, as the samplers see it
+        pred, _, alpha, s = self.model.predict(net, x, sigma, **cond)  # alpha, s: (B, 1, ..., 1)
+        target = self.model.target(x0, noise, alpha, s)
+        return self.weight(sigma, alpha.flatten(), s.flatten()) * mean_over_sample((pred - target) ** 2)

@@ -1,4 +1,4 @@
-"""Parameterisations: what a network predicts, and the wrapper that turns any network into the denoiser contract.
+"""Parameterisations: what a network predicts, and how to get back to x0 (see :mod:`.model` for the wrapper).
 
 A network sees ``x_t = alpha * x0 + s * noise`` where, for VE noise level ``sigma``, ``alpha = schedule.input_scale(sigma)``
 and ``s = alpha * sigma``. It predicts one of
@@ -17,13 +17,10 @@ The formulas hold for any ``alpha, s`` (VP, flow, EDM), so any pairing of schedu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
-
-from ._tensor import append_dims
-from .schedules import Schedule
+from torch import Tensor
 
 Parameterization = Literal["epsilon", "x0", "v", "flow"]
 PARAMETERIZATIONS: tuple[str, ...] = ("epsilon", "x0", "v", "flow")
@@ -87,36 +84,3 @@ def x0_error_scale_sq(kind: str, alpha: Tensor, s: Tensor) -> Tensor:
     if kind == "flow":
         return ((alpha + s) / s) ** 2
     raise ValueError(check_parameterization(kind))
-
-
-class NetworkDenoiser(nn.Module):
-    """Wrap ``net(x_t, t, **cond)`` trained under ``schedule`` and ``parameterization`` as ``denoiser(x, sigma, **cond)``.
-
-    ``x`` is in the VE frame (``x0 + sigma * noise``), ``sigma`` is ``(B,)``; the result is ``x0_hat`` in float32,
-    whatever dtype the network runs in. The network gets ``x_t = alpha * x`` cast to its parameters' dtype.
-    """
-
-    def __init__(self, net: nn.Module, schedule: Schedule, parameterization: str = "epsilon"):
-        super().__init__()
-        self.net = net
-        self.schedule = schedule
-        self.parameterization = check_parameterization(parameterization)
-
-    def scales(self, sigma: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
-        """``(alpha, s)`` for ``(B,)`` sigmas, broadcastable against a batch of ``ndim`` dims."""
-        sigma = sigma.float()
-        alpha = self.schedule.input_scale(sigma).float()
-        return append_dims(alpha, ndim), append_dims(alpha * sigma, ndim)
-
-    def _net_dtype(self) -> torch.dtype | None:
-        param = next(iter(self.net.parameters()), None) if isinstance(self.net, nn.Module) else None
-        return param.dtype if param is not None else None
-
-    def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
-        sigma = sigma.to(device=x.device, dtype=torch.float32)
-        alpha, s = self.scales(sigma, x.ndim)
-        x_t = x.float() * alpha  # (B, ...)
-        dtype = self._net_dtype()
-        net_in = x_t.to(dtype) if dtype is not None and dtype.is_floating_point else x_t
-        pred = self.net(net_in, self.schedule.net_time(sigma).to(x.device), **cond).float()
-        return x0_from_prediction(self.parameterization, pred, x_t, alpha, s)
