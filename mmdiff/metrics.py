@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 import scipy.linalg
 import torch
 from torch import Tensor
+
+log = logging.getLogger("mmdiff.metrics")
 
 
 def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int = 0, p: int = 1) -> float:
@@ -38,14 +41,31 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
     return float(((quantiles(pa) - quantiles(pb)).abs() ** p).mean() ** (1 / p))
 
 
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_size_warning(n: int, dim: int) -> str | None:
+    """One line saying why a Fréchet distance from ``n`` samples of ``dim`` features is unreliable; ``None`` if n > dim.
+
+    A covariance estimated from ``n`` samples has rank at most ``n - 1``, so for ``dim`` features it is full rank only
+    when ``n > dim``; below that the trace terms are dominated by which few samples were drawn, and the distance grows
+    or shrinks with ``n`` itself. Numbers from different ``n`` are then not comparable.
+    """
+    if n > dim:
+        return None
+    return (
+        f"Fréchet distance from n={n} samples of {dim} features: a covariance of {dim} features needs more than {dim} "
+        f"samples to be full rank, so this number is mostly sampling noise; use n > {dim}, and compare runs at equal n"
+    )
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6, warn: bool = True) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F), as in FID (Heusel 2017).
 
     ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``. Both sets are first standardised with the mean and std
     of the reference set ``b``, so that features on different scales (Hz, dB, shares) weigh alike and the distance
     is in units of the reference's spread; constant reference columns are only centred. ``eps * I`` is added to both
     covariances (small sets give singular ones), and the real part of :func:`scipy.linalg.sqrtm` is kept (a warning
-    if its imaginary part is not negligible). Needs at least 2 rows per set.
+    if its imaginary part is not negligible). Needs at least 2 rows per set; with ``warn``, fewer rows than
+    features + 1 in either set log :func:`frechet_size_warning` on the ``mmdiff.metrics`` logger (callers that
+    compute several distances from one set pass ``warn=False`` and log it once).
     """
     a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -54,6 +74,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float 
         raise ValueError(f"features: need at least 2 rows per set to fit a covariance, got {len(a)} and {len(b)}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("features: contain NaN or inf")
+    if warn and (message := frechet_size_warning(min(len(a), len(b)), a.shape[1])):
+        log.warning(message)
     mean, std = b.mean(axis=0), b.std(axis=0)  # (F,) reference statistics
     std = np.where(std > 1e-12, std, 1.0)
     a, b = (a - mean) / std, (b - mean) / std

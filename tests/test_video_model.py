@@ -148,8 +148,10 @@ def test_image_to_video_keeps_the_given_frame(video_run, monkeypatch):
 
 def test_video_evaluation_rows(video_run):
     from mmdiff.modalities.video import MovingShapes
+    from mmdiff.modalities.video.evaluate import VideoEvaluator
 
     pipe = mmdiff.load(video_run, device="cpu")
-    report = pipe.adapter.evaluate(pipe, MovingShapes(size=16, num_frames=6, resolution=(8, 12)), n=4, steps=3)
+    evaluator = VideoEvaluator()
+    report = evaluator(pipe, MovingShapes(size=16, num_frames=6, resolution=(8, 12)), n=4, steps=3)
     assert list(report) == ["generated", "real, held out"]
     assert {"frechet_distance", "temporal_change_ratio"} <= set(report["generated"])

@@ -144,12 +144,6 @@ class LogMelAdapter:
         t = torch.arange(shape[-1]) * self.hop_length / self.sample_rate  # frame times in seconds
         return ((t >= start) & (t < end)).float().reshape(1, 1, -1)
 
-    def evaluate(self, pipe: Any, dataset: Any, n: int = 32, **options: Any) -> dict[str, dict[str, float]]:
-        """Music statistics of generated clips against the training data (see :mod:`.evaluate`)."""
-        from .evaluate import evaluate_music
-
-        return evaluate_music(pipe, dataset, n, **options)
-
     def write(self, items: list[Tensor], directory: Path, prefix: str = "sample") -> list[Path]:
         from .io import write_audio
 

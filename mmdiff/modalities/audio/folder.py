@@ -4,12 +4,14 @@ The folder is scanned once at construction from file headers (cheap: no decoding
 cannot be read, hold no audio stream or no samples are skipped with a warning that names each, so one bad file in a
 large folder does not stop a run, and a folder with nothing usable stops it at once with a message saying why.
 Items are random crops of ``duration`` seconds, drawn from a per-item seed when the trainer's sampler gives one, so
-that a resumed run sees the same crops.
+that a resumed run sees the same crops. Evaluation instead cuts each file into non-overlapping crops
+(:meth:`AudioFolder.num_crops`, :meth:`AudioFolder.crops`), so that a few long files give many distinct clips.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,15 +120,36 @@ class AudioFolder(Dataset):
             return waveform.repeat(1, -(-n // length))[:, :n]  # ceil(n / length) copies, cut to n
         return torch.nn.functional.pad(waveform, (0, n - length))  # "pad", and "skip" clips whose header overstated
 
+    def _item(self, index: int, audio: Tensor) -> dict[str, Tensor]:
+        item = {"audio": audio}  # (channels, num_samples)
+        if self.labels:
+            item["label"] = torch.tensor(self.clips[index].label, dtype=torch.int64)
+        return item
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        clip = self.clips[index]
-        index = index % len(self.clips)  # one cache entry per file for negative indices too
+        index = range(len(self.clips))[index]  # IndexError when out of range; one cache entry per file
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        item = {"audio": self._fit(self._waveform(index), generator)}  # (channels, num_samples)
-        if self.labels:
-            item["label"] = torch.tensor(clip.label, dtype=torch.int64)
-        return item
+        return self._item(index, self._fit(self._waveform(index), generator))
+
+    # ------------------------------------------------------------------------------------------- evaluation crops
+
+    def num_crops(self, index: int) -> int:
+        """How many non-overlapping ``duration``-second crops file ``index`` holds by its header duration; at least
+        1 (a shorter file is one crop, padded or looped by ``short_policy``)."""
+        return max(1, int(self.clips[index].duration / self.duration + 1e-6))  # 1e-6: a header's 3.9999996 s is 2 x 2 s
+
+    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor]]:
+        """Items for crops ``positions`` of file ``index``: crop ``k`` starts at ``k * duration`` seconds (the last
+        whole crop when the file is shorter than its header said). One decode of the file for all of them."""
+        index = range(len(self.clips))[index]
+        waveform = self._waveform(index)  # (channels, T_file)
+        length, n = waveform.shape[1], self.num_samples
+        items = []
+        for k in positions:
+            start = min(int(k) * n, max(0, length - n))
+            items.append(self._item(index, self._fit(waveform[:, start : start + n], None)))  # short: pad/loop
+        return items
 
     def __repr__(self) -> str:
         return self.summary()

@@ -5,7 +5,8 @@ Two views, both reference-free where possible:
 - :func:`pitch_on_scale_share`: track the pitch with probabilistic YIN (pyin, Mauch & Dixon 2014, via
   :func:`librosa.pyin`) and ask how much of the audio is pitched at all (``voiced_share``) and how much of the pitched
   audio sits on the scale the training data uses (``on_scale_share``). Noise scores low on the first, random pitches
-  on the second.
+  on the second. When the data states no scale (a user's folder), :func:`pitch_class_profile` and
+  :func:`profile_distance` compare how often each of the 12 pitch classes sounds in two sets of clips instead.
 - :func:`frechet_distance` over :func:`audio_features`: a Fréchet distance between Gaussians fitted to small
   handcrafted feature vectors of two sets of clips, in the spirit of FID (Heusel et al. 2017) and FAD, but without a
   pretrained network, so that it runs anywhere on CPU in seconds.
@@ -114,6 +115,45 @@ def cents_off_scale(f0: np.ndarray, scale: str | Sequence[int]) -> np.ndarray:
     return 100.0 * np.minimum(diff, 12.0 - diff).min(axis=-1)
 
 
+def voiced_pitches(
+    waveforms: Iterable,
+    sample_rate: int,
+    fmin: float = librosa.note_to_hz("C2"),
+    fmax: float = librosa.note_to_hz("C7"),
+) -> tuple[np.ndarray, int]:
+    """Pitch in Hz of every voiced frame of a set of mono clips, pooled: ``(f0 (voiced_frames,), frames)``.
+
+    pyin (Mauch & Dixon 2014) at :data:`ANALYSIS_SR`; ``frames`` counts all frames, voiced or not, so that
+    ``len(f0) / frames`` is the share of pitched audio. One pyin pass serves every pitch measure below.
+    """
+    tracks = _pyin(_as_clips(waveforms), sample_rate, fmin, fmax)
+    f0 = np.concatenate([f for f, _ in tracks])  # (frames,)
+    voiced = np.concatenate([v for _, v in tracks]) & np.isfinite(f0)  # (frames,)
+    return f0[voiced], len(voiced)
+
+
+def on_scale_share(f0: np.ndarray, scale: str | Sequence[int], tolerance_cents: float = 50.0) -> float:
+    """Share of the pitches ``f0`` (Hz, voiced frames) within ``tolerance_cents`` of a pitch class of ``scale``;
+    NaN when ``f0`` is empty."""
+    return float((cents_off_scale(f0, scale) <= tolerance_cents).mean()) if len(f0) else float("nan")
+
+
+def pitch_class_profile(f0: np.ndarray) -> np.ndarray:
+    """How often each pitch class (C = 0 .. B = 11, nearest semitone) sounds among the pitches ``f0`` (Hz): shape
+    (12,), summing to 1; all NaN when ``f0`` is empty. The scale (and key) of a set of clips, measured from them."""
+    if not len(f0):
+        return np.full(12, np.nan)
+    midi = 69.0 + 12.0 * np.log2(np.asarray(f0, dtype=np.float64) / 440.0)  # (V,)
+    counts = np.bincount(np.round(midi).astype(np.int64) % 12, minlength=12)  # (12,)
+    return counts / counts.sum()
+
+
+def profile_distance(profile: np.ndarray, reference: np.ndarray) -> float:
+    """Total variation distance between two pitch-class profiles: half the sum of absolute differences, from 0 (the
+    same pitch classes, equally often) to 1 (no pitch class in common); NaN when either is empty."""
+    return float(0.5 * np.abs(np.asarray(profile) - np.asarray(reference)).sum())
+
+
 def pitch_on_scale_share(
     waveforms: Iterable,
     sample_rate: int,
@@ -133,17 +173,12 @@ def pitch_on_scale_share(
       scale scores 1 and a scale with k of 12 pitch classes scores about k / 12 on random pitches.
     - ``voiced_frames`` and ``frames``: the counts behind the shares.
     """
-    clips = _as_clips(waveforms)
-    tracks = _pyin(clips, sample_rate, fmin, fmax)
-    f0 = np.concatenate([f for f, _ in tracks])  # (frames,)
-    voiced = np.concatenate([v for _, v in tracks]) & np.isfinite(f0)  # (frames,)
-    n_voiced = int(voiced.sum())
-    on_scale = cents_off_scale(f0[voiced], scale) <= tolerance_cents  # (voiced_frames,)
+    f0, frames = voiced_pitches(waveforms, sample_rate, fmin, fmax)  # (voiced_frames,)
     return {
-        "voiced_share": n_voiced / len(voiced),
-        "on_scale_share": float(on_scale.mean()) if n_voiced else float("nan"),
-        "voiced_frames": n_voiced,
-        "frames": len(voiced),
+        "voiced_share": len(f0) / frames,
+        "on_scale_share": on_scale_share(f0, scale, tolerance_cents),
+        "voiced_frames": len(f0),
+        "frames": frames,
     }
 
 

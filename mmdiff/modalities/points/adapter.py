@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..labels import class_conditions
@@ -32,20 +31,6 @@ class PointsAdapter:
 
     def conditions(self, n: int, device: Any = "cpu", **request: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return class_conditions(n, self.num_classes, device, **request)
-
-    def evaluate(self, pipe: Any, dataset: Any, n: int = 4096, seed: int = 0, **options: Any) -> dict[str, dict]:
-        """Sliced W1 of ``n`` generated points to ``n`` data points, and of ``n`` held-out data points (the floor)."""
-        from ...metrics import sliced_wasserstein
-
-        if len(dataset) < 2 * n:
-            raise ValueError(f"evaluation needs 2 x n = {2 * n} data points; the dataset has {len(dataset)}")
-        real = torch.stack([dataset[i]["x"] for i in range(n)])
-        held_out = torch.stack([dataset[i]["x"] for i in range(n, 2 * n)])
-        generated = torch.as_tensor(np.stack(pipe.generate(n, seed=seed, progress=False, **options)))
-        return {
-            "generated": {"sliced_w1": sliced_wasserstein(generated, real)},
-            "real, held out": {"sliced_w1": sliced_wasserstein(held_out, real)},
-        }
 
     def write(self, items: list[np.ndarray], directory: Path, prefix: str = "points") -> list[Path]:
         directory = Path(directory)

@@ -146,16 +146,3 @@ class VideoAdapter:
             raise ValueError(f"keep range must satisfy 0 <= start < end (frames), got ({start}, {end})")
         f = torch.arange(shape[2])
         return ((f >= start) & (f < end)).float().reshape(1, 1, -1, 1, 1)
-
-    def evaluate(self, pipe: Any, dataset: Any, n: int = 64, seed: int = 0, **options: Any) -> dict[str, dict]:
-        """Motion and Fréchet statistics of ``n`` generated clips against ``n`` real ones, with held-out real clips
-        as the floor (see :mod:`.metrics`)."""
-        from .metrics import video_report
-
-        if len(dataset) < 2 * n:
-            raise ValueError(f"evaluation needs 2 x n = {2 * n} real clips; the dataset has {len(dataset)}")
-        real = [dataset[i]["video"] for i in range(n)]
-        held_out = [dataset[i]["video"] for i in range(n, 2 * n)]
-        frames = real[0].shape[1]
-        generated = pipe.generate(n, seed=seed, progress=False, length=frames, **options)
-        return {"generated": video_report(generated, real), "real, held out": video_report(held_out, real)}

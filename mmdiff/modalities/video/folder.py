@@ -4,12 +4,15 @@ The folder is scanned once at construction from container headers (cheap: no dec
 files that cannot be read, hold no video stream or no frames are skipped with a warning that names each, so one bad
 file in a large folder does not stop a run, and a folder with nothing usable stops it at once with a message saying
 why. Items are clips of ``num_frames`` frames at ``fps``, sampled by timestamp from a random start drawn from a
-per-item seed when the trainer's sampler gives one, so that a resumed run sees the same clips.
+per-item seed when the trainer's sampler gives one, so that a resumed run sees the same clips. Evaluation instead cuts
+each file into non-overlapping clips (:meth:`VideoFolder.num_crops`, :meth:`VideoFolder.crops`), so that a few long
+files give many distinct clips.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,17 +102,36 @@ class VideoFolder(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        video = self.videos[index]
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+    def _read(self, video: _Video, start: float | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """One item: the clip of ``video`` from ``start`` seconds (``None``: a start drawn from ``generator``)."""
         # "skip" files were judged from their header; one whose header overstated its length is padded, not lost
         policy = "pad" if self.short_policy == "skip" else self.short_policy
-        clip = read_clip(video.path, self.num_frames, self.fps, self.size, generator=generator, short_policy=policy)
+        clip = read_clip(
+            video.path, self.num_frames, self.fps, self.size, start=start, generator=generator, short_policy=policy
+        )
         item = {"video": clip}  # (3, num_frames, H, W)
         if self.labels:
             item["label"] = torch.tensor(video.label, dtype=torch.int64)
         return item
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        return self._read(self.videos[index], None, generator)
+
+    # ------------------------------------------------------------------------------------------- evaluation crops
+
+    def num_crops(self, index: int) -> int:
+        """How many non-overlapping clips (``num_frames / fps`` seconds each) file ``index`` holds by its header
+        duration; at least 1 (a shorter file is one clip, looped or padded by ``short_policy``)."""
+        return max(1, int(self.videos[index].duration / self.clip_seconds + 1e-6))
+
+    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor]]:
+        """Items for clips ``positions`` of file ``index``: clip ``k`` starts at ``k * num_frames / fps`` seconds
+        (never past the last whole clip by the header)."""
+        video = self.videos[index]
+        last = max(0.0, video.duration - self.clip_seconds)
+        return [self._read(video, min(int(k) * self.clip_seconds, last), None) for k in positions]
 
     def __repr__(self) -> str:
         return self.summary()

@@ -1,0 +1,44 @@
+"""Does the generated video move like the data? Generated clips against real ones, with held-out real clips as floor.
+
+Each row has the temporal-change statistics of :func:`~mmdiff.modalities.video.metrics.temporal_consistency_report`
+(ratio ~1 is good, ~0 frozen, >> 1 flicker) and the Fréchet distance of handcrafted clip features to ``n`` real
+clips (:func:`~mmdiff.modalities.video.metrics.video_features`): the keys of
+:func:`~mmdiff.modalities.video.metrics.video_report`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...metrics import frechet_distance
+from ..evaluation import check_n, real_items, warn_frechet_size
+from .metrics import FEATURE_NAMES, temporal_consistency_report, video_features
+
+
+class VideoEvaluator:
+    """Motion and Fréchet statistics of ``n`` generated clips against ``n`` real ones (``"generated"``), and of ``n``
+    other real clips (``"real, held out"``: what a perfect model would score). Clips are generated with as many frames
+    as the real ones. ``n``: clips per set when the call gives none."""
+
+    def __init__(self, n: int = 64):
+        self.n = check_n(n, "VideoEvaluator")
+
+    def __call__(
+        self, pipe: Any, dataset: Any, n: int | None = None, seed: int = 0, progress: bool = False, **options: Any
+    ) -> dict[str, dict[str, float]]:
+        n = check_n(self.n if n is None else n, "VideoEvaluator")
+        reference, held_out = real_items(dataset, n, "VideoEvaluator", "clips")
+        real = [item["video"] for item in reference]  # n x (3, F, H, W)
+        options.setdefault("length", real[0].shape[1])
+        rows = {
+            "generated": pipe.generate(n, seed=seed, progress=progress, **options),
+            "real, held out": [item["video"] for item in held_out],
+        }
+        warn_frechet_size(n, len(FEATURE_NAMES), "VideoEvaluator")
+        reference_features = video_features(real)  # (n, 17)
+        report = {}
+        for name, clips in rows.items():
+            row = temporal_consistency_report(clips, real)
+            row["frechet_distance"] = frechet_distance(video_features(clips), reference_features, warn=False)
+            report[name] = row
+        return report
