@@ -12,7 +12,6 @@ A null condition is given per key, either per sample (shape without the batch di
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -60,16 +59,18 @@ def classifier_free_guidance(
     the guided prediction rescaled to the conditional prediction's per-sample std (Lin et al. 2023, Alg. 2), which
     counters over-exposure at high scales. ``interval = (sigma_lo, sigma_hi)`` applies guidance only for
     ``sigma_lo < sigma <= sigma_hi``; outside it the plain conditional prediction is used and, when no sample in the
-    batch is inside, the null pass is skipped.
+    batch is inside, the null pass is skipped. That skip reads the sigmas on the host (one device sync per step), so
+    without an interval nothing is checked and the guided denoiser never waits for the device.
     """
     if not 0.0 <= rescale <= 1.0:
         raise ValueError(f"guidance rescale must lie in [0, 1], got {rescale}")
-    lo, hi = interval if interval is not None else (0.0, math.inf)
 
     def guided(x: Tensor, sigma: Tensor, **cond: Tensor) -> Tensor:
-        inside = (sigma > lo) & (sigma <= hi)  # (B,)
-        if not bool(inside.any()):
-            return denoiser(x, sigma, **cond)
+        inside = None
+        if interval is not None:
+            inside = (sigma > interval[0]) & (sigma <= interval[1])  # (B,)
+            if not bool(inside.any()):  # host sync: only with an interval
+                return denoiser(x, sigma, **cond)
         null = _null_batch(cond, null_cond)
         both = {k: torch.cat([cond[k], null[k]]) for k in cond}
         out = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both).float()
@@ -79,7 +80,7 @@ def classifier_free_guidance(
             dims = tuple(range(1, x.ndim))
             factor = d_cond.std(dim=dims, keepdim=True) / d.std(dim=dims, keepdim=True).clamp_min(1e-12)
             d = rescale * (d * factor) + (1 - rescale) * d
-        return torch.where(append_dims(inside, x.ndim), d, d_cond)
+        return d if inside is None else torch.where(append_dims(inside, x.ndim), d, d_cond)
 
     return guided
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .schedules import precise_dtype
+
 Seed = int | Sequence[int] | torch.Generator | None
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -21,10 +23,13 @@ def draw(kind: str, shape: Sequence[int], generator: Generators, device, dtype=t
 
     ``generator`` may be one generator, ``None`` (the global RNG), or a list of ``B`` generators, one per sample, in
     which case sample ``i`` is drawn from generator ``i`` alone (batch-invariant randomness). Draws happen on each
-    generator's own device and are moved to ``device``.
+    generator's own device and are moved to ``device``. A float64 draw for a device without float64 (``mps``) is
+    made in float32 (:func:`~mmdiff.core.schedules.precise_dtype`).
     """
     fn = torch.randn if kind == "normal" else torch.rand
     device = torch.device(device)
+    if dtype == torch.float64:
+        dtype = precise_dtype(device)
     if generator is None or isinstance(generator, torch.Generator):
         gen_device = generator.device if generator is not None else device
         return fn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)

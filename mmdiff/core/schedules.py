@@ -11,7 +11,9 @@ A schedule tells three things about the network it trained, each a function of t
   levels and by the uniform inference spacings.
 
 Samplers only ever see VE sigmas, so every sampler works for every schedule (Karras et al. 2022, "Elucidating the
-Design Space of Diffusion-Based Generative Models", section 2). Tables are kept in float64.
+Design Space of Diffusion-Based Generative Models", section 2). Tables are kept in float64 (float32 on devices
+without float64, such as Apple's ``mps``), and every method computes on the device of its input, so a schedule never
+moves tensors between devices nor waits for the accelerator.
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ from torch import Tensor
 #: Floor on alpha-bar for zero-terminal-SNR tables: a terminal alpha-bar of exactly 0 means sigma = inf, which no
 #: VE-frame sampler can start from. Same value diffusers uses for the Euler family (sigma_max ~ 4096).
 ZERO_SNR_ALPHA_BAR_FLOOR = 2.0**-24
+
+
+def precise_dtype(device: torch.device | str) -> torch.dtype:
+    """float64 for schedule maths, or float32 on devices that have no float64 (``mps``)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _precise(x: Tensor | float | Sequence[float]) -> Tensor:
+    """``x`` as a tensor in :func:`precise_dtype` of its device (Python numbers land on the CPU)."""
+    device = x.device if isinstance(x, Tensor) else torch.device("cpu")
+    return torch.as_tensor(x, dtype=precise_dtype(device), device=device)
 
 
 @runtime_checkable
@@ -71,6 +84,8 @@ class VPSchedule:
         self.log_sigmas = self.sigmas.log()
         self.sigma_min = float(self.sigmas[0])
         self.sigma_max = float(self.sigmas[-1])
+        self._log_sigma_range = (float(self.log_sigmas[0]), float(self.log_sigmas[-1]))
+        self._log_sigma_tables: dict[torch.device, Tensor] = {torch.device("cpu"): self.log_sigmas}
 
     @property
     def num_timesteps(self) -> int:
@@ -79,26 +94,39 @@ class VPSchedule:
     def __repr__(self) -> str:
         return f"VPSchedule(T={self.num_timesteps}, sigma_min={self.sigma_min:.4g}, sigma_max={self.sigma_max:.4g})"
 
+    def log_sigma_table(self, device: torch.device | str) -> Tensor:
+        """The ``(T,)`` log-sigma table on ``device`` in :func:`precise_dtype`, copied there once and then reused."""
+        device = torch.device(device)
+        table = self._log_sigma_tables.get(device)
+        if table is None:
+            table = self._log_sigma_tables[device] = self.log_sigmas.to(device=device, dtype=precise_dtype(device))
+        return table
+
     def sigma_at_timestep(self, t: Tensor) -> Tensor:
-        """sigma at fractional timestep ``t`` in ``[0, T-1]`` (log-linear interpolation)."""
-        t = torch.as_tensor(t, dtype=torch.float64).clamp(0, self.num_timesteps - 1)
+        """sigma at fractional timestep ``t`` in ``[0, T-1]`` (log-linear interpolation), on ``t``'s device."""
+        t = _precise(t).clamp(0, self.num_timesteps - 1)
+        table = self.log_sigma_table(t.device)
         low = t.floor().long().clamp(max=self.num_timesteps - 2)
         frac = t - low
-        log_sigma = (1 - frac) * self.log_sigmas[low] + frac * self.log_sigmas[low + 1]
+        log_sigma = (1 - frac) * table[low] + frac * table[low + 1]
         return log_sigma.exp()
 
     def timestep_of_sigma(self, sigma: Tensor) -> Tensor:
-        """Inverse of :meth:`sigma_at_timestep`; sigmas outside the table clamp to its ends."""
-        device, dtype = sigma.device, sigma.dtype
-        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).cpu().log()
-        log_sigma = log_sigma.clamp(self.log_sigmas[0], self.log_sigmas[-1])
-        low = (torch.searchsorted(self.log_sigmas, log_sigma, right=True) - 1).clamp(0, self.num_timesteps - 2)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
+        """Inverse of :meth:`sigma_at_timestep`, on ``sigma``'s device; sigmas outside the table clamp to its ends.
+
+        Returns ``sigma``'s dtype when it is floating point, else float32.
+        """
+        sigma = torch.as_tensor(sigma)
+        dtype = sigma.dtype if sigma.dtype.is_floating_point else torch.float32
+        table = self.log_sigma_table(sigma.device)
+        log_sigma = _precise(sigma).log().clamp(*self._log_sigma_range)
+        low = (torch.searchsorted(table, log_sigma, right=True) - 1).clamp(0, self.num_timesteps - 2)
+        lo, hi = table[low], table[low + 1]
         frac = (log_sigma - lo) / (hi - lo)
-        return (low + frac).to(device=device, dtype=dtype if dtype.is_floating_point else torch.float32)
+        return (low + frac).to(dtype)
 
     def sigma_at(self, u: Tensor) -> Tensor:
-        return self.sigma_at_timestep(torch.as_tensor(u, dtype=torch.float64) * (self.num_timesteps - 1))
+        return self.sigma_at_timestep(_precise(u) * (self.num_timesteps - 1))
 
     def net_time(self, sigma: Tensor) -> Tensor:
         return self.timestep_of_sigma(sigma)
@@ -176,7 +204,7 @@ class EDMSchedule:
         return f"EDMSchedule(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, sigma_data={self.sigma_data})"
 
     def sigma_at(self, u: Tensor) -> Tensor:
-        u = torch.as_tensor(u, dtype=torch.float64)
+        u = _precise(u)
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (lo + u * (hi - lo)) ** self.rho
 
@@ -212,7 +240,7 @@ class FlowSchedule:
         return f"FlowSchedule(shift={self.shift}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
 
     def sigma_at(self, u: Tensor) -> Tensor:
-        u = torch.as_tensor(u, dtype=torch.float64)
+        u = _precise(u)
         shifted = self.shift * u / (1 + (self.shift - 1) * u)  # maps [0, 1] onto itself
         t_lo, t_hi = self.sigma_min / (1 + self.sigma_min), self.sigma_max / (1 + self.sigma_max)
         t = t_lo + shifted * (t_hi - t_lo)
