@@ -69,7 +69,8 @@ class MusicEvaluator:
         if scale is None:
             log.warning(
                 "MusicEvaluator: %s states no scale, so on_scale_share is left out; pitch_class_distance compares "
-                "each row's pitch classes with the real clips' (0: the same profile); set scale= to score one",
+                "each row's pitch classes with the real clips' (0: the same profile); train with "
+                "evaluator.scale=NAME to score a scale",
                 type(dataset).__name__,
             )
             reference_profile = pitch_class_profile(voiced_pitches(real_mono, sample_rate)[0])
