@@ -42,7 +42,7 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
 
 
 def frechet_size_warning(n: int, dim: int) -> str | None:
-    """One line saying why a Fréchet distance from ``n`` samples of ``dim`` features is unreliable; ``None`` if n > dim.
+    """One line saying why a Fréchet distance from ``n`` samples of ``dim`` features is unreliable; None if n > dim.
 
     A covariance estimated from ``n`` samples has rank at most ``n - 1``, so for ``dim`` features it is full rank only
     when ``n > dim``; below that the trace terms are dominated by which few samples were drawn, and the distance grows
