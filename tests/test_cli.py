@@ -114,32 +114,71 @@ def test_a_user_recipe_folder(tmp_path):
     )
 
 
+#: What building the wheel reads; copied so that the build writes its build/ and *.egg-info into the test's folder.
+WHEEL_SOURCES = ["pyproject.toml", "setup.py", "README.md", "mmdiff", "conf", "recipes"]
+
+
+def _isolated_venv_reusing_these_packages(venv: Path) -> str:
+    """A venv that sees none of the running interpreter's packages on its own, plus a ``.pth`` file that appends the
+    running interpreter's site-packages folders (a venv's, a conda env's or a bare interpreter's, and the user site)
+    after the venv's own. Plain folder lines run no code, so the running interpreter's editable mmdiff (a ``.pth``
+    import hook) stays invisible and the venv's installed wheel is the only mmdiff. Returns the venv's python."""
+    import site
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = str(venv / "bin" / "python")
+    venv_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    folders = [*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    lines = list(dict.fromkeys(f for f in folders if Path(f).is_dir()))
+    (Path(venv_site) / "_running_interpreter_packages.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
 @pytest.mark.slow
 def test_wheel_install_in_a_fresh_venv_trains_from_another_directory(tmp_path):
-    """`pip install .` (not editable) ships conf/ and recipes/; the venv reuses this machine's packages for speed."""
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    """`pip install .` (not editable) ships conf/ and recipes/ and trains from another directory. Works whether
+    pytest runs in a venv, a conda env or a bare interpreter, and writes nothing outside ``tmp_path``."""
+    import importlib.util
+
+    source, wheels, venv = tmp_path / "source", tmp_path / "wheels", tmp_path / "venv"
+    outputs_before = {name: (ROOT / name).exists() for name in ("build", "dist")}
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    # the installed setuptools builds offline; without it pip fetches the build requirements
+    no_isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *no_isolation, "-q", "-w", str(wheels), str(source)],
         check=True,
         capture_output=True,
         cwd=tmp_path,
     )
-    shutil.rmtree(ROOT / "build", ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
+    python = _isolated_venv_reusing_these_packages(venv)
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", *map(str, wheels.glob("*.whl"))],
         check=True,
         capture_output=True,
     )
     where = subprocess.run(
-        [python, "-c", "import mmdiff; print(mmdiff.__file__)"],
+        [python, "-c", "import mmdiff, hydra; print(mmdiff.__file__)"],
         cwd=tmp_path,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     assert str(venv) in where, where
+    assert {name: (ROOT / name).exists() for name in outputs_before} == outputs_before  # built in tmp_path only
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run(["train", "recipe=points_ring", "run_dir=run", "trainer.max_steps=2", *TINY], elsewhere, python=python)
