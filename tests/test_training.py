@@ -8,17 +8,18 @@ import torch
 from safetensors.torch import load_file
 
 import mmdiff
+from mmdiff.checkpoints import checkpoint_dirs, newest_checkpoint
 from mmdiff.core import DiffusionLoss, vp_cosine
 from mmdiff.modalities.points import MixturePoints, PointsAdapter, PointsMLP
 from mmdiff.train import NonFiniteLossError, Trainer
-from mmdiff.train.checkpoint import checkpoint_dirs, latest_checkpoint
 from mmdiff.train.stream import StreamBatchSampler
 
 CONFIG = (Path(__file__).parent / "data" / "points_config.yaml").read_text()
 GENERATE = {"sampler": "dpmpp_2m", "steps": 4, "spacing": "trailing", "num_samples": 8, "seed": 0}
 
 
-def make_trainer(run_dir, objective=None, **settings):
+def make_trainer(run_dir, objective=None, num_classes=8, **settings):
+    """A tiny points run (``num_classes`` ring modes, each a class) with the test defaults, overridable."""
     torch.manual_seed(0)
     schedule = vp_cosine()
     defaults = dict(
@@ -32,9 +33,9 @@ def make_trainer(run_dir, objective=None, **settings):
         seed=0,
     )
     return Trainer(
-        adapter=PointsAdapter(dim=2, num_classes=8),
-        net=PointsMLP(dim=2, width=32, depth=1, num_classes=8),
-        dataset=MixturePoints(size=256),
+        adapter=PointsAdapter(dim=2, num_classes=num_classes),
+        net=PointsMLP(dim=2, width=32, depth=1, num_classes=num_classes),
+        dataset=MixturePoints(size=256, components=num_classes),
         objective=objective or DiffusionLoss(schedule, "v", weighting="min_snr"),
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
         run_dir=run_dir,
@@ -57,8 +58,14 @@ def test_stream_is_deterministic_and_splits_across_processes():
 def test_training_writes_checkpoints_samples_and_tensorboard(tmp_path):
     make_trainer(tmp_path, keep_checkpoints=1).fit()
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000006"]  # keep_checkpoints=1
-    ckpt = latest_checkpoint(tmp_path)
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "state.pt", "config.yaml"}
+    ckpt = newest_checkpoint(tmp_path)
+    assert {p.name for p in ckpt.iterdir()} == {
+        "model.safetensors",
+        "ema.safetensors",
+        "state.safetensors",
+        "state.json",
+        "config.yaml",
+    }
     raw, ema = load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")
     assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)
     for step in ("step_000003", "step_000006"):
@@ -114,19 +121,22 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, grad_accu
             max_steps=8,
             checkpoint_every=3,
         ).fit()
-    assert latest_checkpoint(tmp_path / "killed").name == "step_000003"
+    assert newest_checkpoint(tmp_path / "killed").name == "step_000003"
     resumed = make_trainer(
         tmp_path / "killed", grad_accum=grad_accum, max_steps=8, checkpoint_every=3, resume="auto"
     ).fit()
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
-    ema_a = load_file(latest_checkpoint(tmp_path / "straight") / "ema.safetensors")
-    ema_b = load_file(latest_checkpoint(tmp_path / "killed") / "ema.safetensors")
+    ema_a = load_file(newest_checkpoint(tmp_path / "straight") / "ema.safetensors")
+    ema_b = load_file(newest_checkpoint(tmp_path / "killed") / "ema.safetensors")
     for k in ema_a:
         torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
 
 
-def test_non_finite_loss_stops_before_the_update(tmp_path):
+def test_a_non_finite_loss_stops_the_run_and_is_never_saved(tmp_path):
+    """The loss is read every log_every steps and before each checkpoint: a NaN at step 5 stops the run at the
+    checkpoint of step 6, which is not written."""
+
     class NaNAt(DiesAt):
         def __call__(self, *args, **kwargs):
             self.calls += 1
@@ -134,15 +144,26 @@ def test_non_finite_loss_stops_before_the_update(tmp_path):
             return out * float("nan") if self.calls == self.n else out
 
     trainer = make_trainer(tmp_path, NaNAt(DiffusionLoss(vp_cosine(), "v"), 5), max_steps=8)
-    with pytest.raises(NonFiniteLossError, match=r"step 5: the loss is \[nan\].*step_000003"):
+    message = r"step 5: the loss is not finite \(read at step 6, covering steps 4-6\).*step_000003"
+    with pytest.raises(NonFiniteLossError, match=message):
         trainer.fit()
-    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())
-    assert latest_checkpoint(tmp_path).name == "step_000003"
+    assert newest_checkpoint(tmp_path).name == "step_000003"
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert all(torch.isfinite(w).all() for w in load_file(tmp_path / "checkpoints" / "step_000003" / name).values())
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    """A finite loss with an update that breaks the weights: the check before the checkpoint stops it."""
+    trainer = make_trainer(tmp_path, max_steps=4, checkpoint_every=1)
+    trainer.optimizer_factory = lambda params: torch.optim.SGD(params, lr=float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"step 1: the weights are not finite, so no checkpoint was written"):
+        trainer.fit()
+    assert checkpoint_dirs(tmp_path) == []
 
 
 def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     make_trainer(tmp_path, max_steps=3).fit()
-    import mmdiff.train.checkpoint as ckpt
+    import mmdiff.checkpoints as ckpt
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -173,7 +194,7 @@ def test_load_generate_and_save(tmp_path):
         tmp_path / "out" / "sample_preview.png"
     ).is_file()
     # a checkpoint folder and a weights file load too; EMA by default, raw on request
-    ckpt = latest_checkpoint(tmp_path / "run")
+    ckpt = newest_checkpoint(tmp_path / "run")
     raw = mmdiff.load(ckpt / "model.safetensors", device="cpu")
     ema = mmdiff.load(ckpt, device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(raw.net.state_dict().values(), ema.net.state_dict().values()))
@@ -187,4 +208,4 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     """The mixed-precision path (bf16 autocast through accelerate) runs; the loss and weights stay finite float32."""
     net = make_trainer(tmp_path, mixed_precision="bf16", max_steps=3).fit()
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
-    assert latest_checkpoint(tmp_path).name == "step_000003"
+    assert newest_checkpoint(tmp_path).name == "step_000003"

@@ -11,26 +11,133 @@ scalars, demo samples with fixed seeds every ``sample_every`` steps, and atomic 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import re
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoints import load_state, load_weights, newest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..checkpoints import (
+    check_checkpoint,
+    checkpoint_dirs,
+    load_state,
+    load_weights,
+    newest_checkpoint,
+    refuse_pickles,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ..core import NetworkDenoiser, drop_conditions
 from ..modality import ModalityAdapter
+from .interrupt import SignalStop, TrainingInterrupted
+from .runs import move_aside, refuse_mixing, resume_command
 from .stream import StreamBatchSampler, noise_generators
+from .warm_start import load_matching_weights
 
 log = logging.getLogger("mmdiff.train")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; raised before the step can touch the weights."""
+    """The loss (or the weights) became NaN or infinite.
+
+    The trainer keeps the loss on the device and reads it only every ``log_every`` steps, before each checkpoint and
+    demo samples, and at the end (reading it every step would make the host wait for the accelerator each step). So
+    the error comes at the next read, up to ``log_every`` steps after the bad step, whose number it gives; the
+    weights of the steps in between may be non-finite and are never saved: the last checkpoint is always finite.
+    """
+
+
+class _Stats(NamedTuple):
+    loss: float  # this step's loss, mean over processes
+    smoothed: float  # exponential moving average (0.98) of the step losses
+    grad_norm: float | None  # before clipping; None without clipping
+
+
+class _LossMonitor:
+    """The step losses and a non-finite marker, kept on the device between reads (no host sync per step)."""
+
+    def __init__(self, acc: Any, start: int):
+        self.acc, self.checked = acc, start  # the last step read
+        self.last: torch.Tensor | None = None  # () this step's loss
+        self.smoothed: torch.Tensor | None = None  # ()
+        self.first_bad = torch.zeros((), device=acc.device)  # () first step with a non-finite loss since the read
+        self.grad_norm: torch.Tensor | None = None
+
+    def add(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+        self.last, self.grad_norm = loss, grad_norm
+        self.smoothed = loss.clone() if self.smoothed is None else self.smoothed.mul_(0.98).add_(loss, alpha=0.02)
+        bad = ~torch.isfinite(loss) & (self.first_bad == 0)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+
+    def read(self, step: int, run_dir: Path) -> _Stats:
+        """Bring the numbers to the host (one transfer; a gather under several processes, which all call this at
+        the same step); raise :class:`NonFiniteLossError` naming the bad step and the last checkpoint."""
+        norm = self.grad_norm if self.grad_norm is not None else torch.tensor(float("nan"))
+        row = torch.stack(
+            [t.detach().float().to(self.acc.device) for t in (self.last, self.smoothed, self.first_bad, norm)]
+        )
+        rows = self.acc.gather(row[None]).cpu().tolist()  # (processes, 4)
+        bad = [int(r[2]) for r in rows if r[2] > 0]
+        if bad:
+            found = checkpoint_dirs(run_dir)
+            raise NonFiniteLossError(
+                f"step {min(bad)}: the loss is not finite (read at step {step}, covering steps {self.checked + 1}-"
+                f"{step}); the weights since then were not saved. Last checkpoint: {found[-1] if found else 'none'}. "
+                "Try a lower optim.lr, a tighter trainer.grad_clip, or bf16 instead of fp16."
+            )
+        self.checked, self.first_bad = step, torch.zeros_like(self.first_bad)
+        norm_value = rows[0][3]
+        return _Stats(
+            sum(r[0] for r in rows) / len(rows),
+            sum(r[1] for r in rows) / len(rows),
+            None if math.isnan(norm_value) else norm_value,
+        )
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _check_device(device: str) -> None:
+    """``trainer.device``: auto, cpu, cuda or cuda:N, and a GPU that is there."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"trainer.device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={device}: no CUDA GPU is visible here; use trainer.device=auto or cpu")
+    if ":" in device:
+        index, count = int(device.split(":")[1]), torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(
+                f"trainer.device={device}: {count} GPU(s) visible (cuda:0 to cuda:{count - 1}); "
+                "CUDA_VISIBLE_DEVICES chooses which GPUs are visible"
+            )
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                f"trainer.device={device} pins one GPU for a single process; several processes take theirs from "
+                "the launcher: use trainer.device=auto and choose the GPUs with CUDA_VISIBLE_DEVICES"
+            )
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which finishes its step and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _close(bar: Any, writer: Any) -> None:
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
 
 
 class _Keyed(Dataset):
@@ -61,8 +168,14 @@ class Trainer:
             ``seed`` ...).
         max_steps: optimizer steps to train for (a resumed run counts the steps already done).
         batch_size: samples per process per micro-batch; the global batch is ``batch_size * processes * grad_accum``.
-        resume: ``None``, ``"auto"`` (the latest checkpoint in ``run_dir``, if any) or a checkpoint folder.
-        device: ``"auto"`` (CUDA when available) or ``"cpu"``.
+        resume: ``None``, ``"auto"`` (the newest complete checkpoint in ``run_dir``, if any) or a checkpoint folder.
+        overwrite: start over in a ``run_dir`` that holds another run's checkpoints: its ``checkpoints/``,
+            ``samples/`` and ``tensorboard/`` move into ``run_dir/replaced_<time>/``. Without it (and without
+            ``resume``) such a ``run_dir`` is refused before any work, so that runs never mix.
+        init_from: a run dir, checkpoint folder or ``.safetensors`` file whose matching tensors start the network
+            (the EMA weights of a folder): fine-tuning, with a new optimizer, step 0 and this run's data.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a single process on GPU
+            ``N``; several processes take their GPUs from the launcher, chosen with ``CUDA_VISIBLE_DEVICES``).
         log_every: steps between TensorBoard scalars; with ``progress=False`` also between log lines (loss, lr,
             samples/s), so that a batch job's log shows how far it got.
         progress: show a tqdm progress bar (main process only).
@@ -95,17 +208,41 @@ class Trainer:
         num_workers: int = 0,
         seed: int = 0,
         resume: str | None = None,
+        overwrite: bool = False,
+        init_from: str | None = None,
         device: str = "auto",
         compile: bool = False,
         progress: bool = True,
     ):
         if mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"trainer.mixed_precision: expected no, bf16 or fp16, got {mixed_precision!r}")
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"trainer.device: expected auto or cpu, got {device!r}")
-        for key, value in (("max_steps", max_steps), ("batch_size", batch_size), ("grad_accum", grad_accum)):
+        _check_device(device)
+        for key, value in (
+            ("max_steps", max_steps),
+            ("batch_size", batch_size),
+            ("grad_accum", grad_accum),
+            ("log_every", log_every),
+        ):
             if value < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, got {value}")
+        for key, value in (
+            ("checkpoint_every", checkpoint_every),
+            ("sample_every", sample_every),
+            ("keep_checkpoints", keep_checkpoints),
+            ("num_workers", num_workers),
+        ):
+            if value < 0:
+                raise ValueError(f"trainer.{key} must be >= 0, got {value}")
+        if resume not in (None, "", "none") and init_from:
+            raise ValueError(
+                "trainer.init_from starts a new run from trained weights and cannot go with trainer.resume, which "
+                "continues a run: drop one of them"
+            )
+        if resume not in (None, "", "none") and overwrite:
+            raise ValueError(
+                "trainer.overwrite=true starts the run over and cannot go with trainer.resume, which continues it: "
+                "drop one of them"
+            )
         self.adapter, self.net, self.dataset, self.objective = adapter, net, dataset, objective
         self.optimizer_factory, self.run_dir, self.config_yaml = optimizer, Path(run_dir), config_yaml
         self.generate = dict(generate or {})
@@ -115,22 +252,39 @@ class Trainer:
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.sample_every, self.log_every, self.num_workers = sample_every, log_every, num_workers
         self.seed, self.resume, self.device, self.compile, self.progress = seed, resume, device, compile, progress
+        self.overwrite, self.init_from = overwrite, init_from
+        self._stop = SignalStop()
 
     # ---- setup -------------------------------------------------------------------------------------------------
     def _resume_from(self) -> Path | None:
+        """The checkpoint to resume from, checked (a file that is missing, truncated or a pickle is named)."""
         if self.resume in (None, "", "none"):
             return None
-        if self.resume == "auto":
+        if self.resume == "auto":  # the newest complete one: incomplete ones are skipped with a warning
             found = newest_checkpoint(self.run_dir)
-            log.info("resume=auto: %s", f"resuming from {found}" if found else "no checkpoint yet, starting fresh")
+            if found is None:
+                log.info("resume=auto: no checkpoint in %s yet, starting fresh", self.run_dir)
             return found
         path = Path(self.resume)
+        if path.is_dir():
+            refuse_pickles(path)
         if not (path / "state.json").is_file():
             raise FileNotFoundError(f"trainer.resume: {path} is not a checkpoint folder (expected {path}/state.json)")
+        check_checkpoint(path)
         return path
 
     def fit(self) -> nn.Module:
-        """Train until ``max_steps``; return the (unwrapped) network with its raw weights."""
+        """Train until ``max_steps``; return the (unwrapped) network with its raw weights.
+
+        Raises :class:`NonFiniteLossError` when the loss diverges, and :class:`~mmdiff.train.interrupt.TrainingInterrupted`
+        (a ``SystemExit`` with code 130 or 143) after SIGINT (Ctrl-C) or SIGTERM: the current step finishes, a
+        checkpoint is written and one line with the command that resumes is logged. The previous signal handlers
+        are restored when ``fit`` returns or raises.
+        """
+        with self._stop:
+            return self._fit()
+
+    def _fit(self) -> nn.Module:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from diffusers.optimization import get_scheduler
@@ -138,16 +292,28 @@ class Trainer:
 
         # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with other settings;
         # reset it (not the process group) so that several runs in one process (notebooks, tests) can differ.
+        if self.resume in (None, "", "none"):
+            refuse_mixing(self.run_dir, overwrite=self.overwrite)  # before any work: runs never mix
+        checkpoint = self._resume_from()
         AcceleratorState._reset_state(reset_partial_state=False)
+        if self.device.startswith("cuda:"):
+            torch.cuda.set_device(int(self.device.split(":")[1]))  # one process: "cuda" below means this GPU
         acc = Accelerator(mixed_precision=self.mixed_precision, cpu=self.device == "cpu")
+        self._stop.arm(acc.num_processes)
+        if self.overwrite and acc.is_main_process:
+            move_aside(self.run_dir)
+        acc.wait_for_everyone()
         net = self.net.to(acc.device)
+        if self.init_from:
+            _, _, report = load_matching_weights(net, self.init_from)
+            if acc.is_main_process:
+                log.info("%s", report)
         optimizer = self.optimizer_factory(net.parameters())
         lr_scheduler = get_scheduler(
             self.lr_schedule, optimizer, num_warmup_steps=self.lr_warmup_steps, num_training_steps=self.max_steps
         )
-        ema = EMAModel(net.parameters(), decay=self.ema_decay)
+        ema = EMAModel(net.parameters(), decay=self.ema_decay)  # under init_from: from the loaded weights
         start = 0
-        checkpoint = self._resume_from()
         if checkpoint is not None:
             state = load_state(checkpoint)
             net.load_state_dict(load_weights(checkpoint, ema=False))
@@ -192,6 +358,7 @@ class Trainer:
                 _Keyed(self.dataset),
                 batch_sampler=sampler,
                 num_workers=self.num_workers,
+                worker_init_fn=_ignore_sigint if self.num_workers else None,
                 pin_memory=acc.device.type == "cuda",
             )
         )
@@ -204,7 +371,7 @@ class Trainer:
 
             bar = tqdm(total=self.max_steps, initial=start, desc="training", dynamic_ncols=True)
         # samples/s counts training only: time spent writing demo samples and checkpoints is left out
-        smoothed, last_time, samples_seen, paused = None, time.perf_counter(), 0, 0.0
+        losses, last_time, samples_seen, paused = _LossMonitor(acc, start), time.perf_counter(), 0, 0.0
         model.train()
         for step in range(start + 1, self.max_steps + 1):
             total = torch.zeros((), device=acc.device)
@@ -219,7 +386,6 @@ class Trainer:
                 sync = micro == self.grad_accum - 1
                 with nullcontext() if sync else acc.no_sync(model), acc.autocast():
                     loss = self.objective(model, x0, generator=gens, **cond).mean() / self.grad_accum
-                self._check_finite(loss, step)
                 acc.backward(loss)
                 total += loss.detach()
                 samples_seen += x0.shape[0] * acc.num_processes
@@ -229,41 +395,49 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             ema.step(net.parameters())
 
-            value = acc.reduce(total, reduction="mean").item()
-            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            losses.add(step, total, grad_norm)  # stays on the device: no host sync per step
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
-            if writer is not None and (step % self.log_every == 0 or step == self.max_steps):
+
+            signum = self._stop.should_stop()  # all processes agree on it
+            final = step == self.max_steps
+            log_now = final or step % self.log_every == 0
+            sample_now = final or bool(self.sample_every and step % self.sample_every == 0)
+            save_now = final or bool(signum) or bool(self.checkpoint_every and step % self.checkpoint_every == 0)
+            if log_now or sample_now or save_now:  # the host reads the loss only here
+                stats = losses.read(step, self.run_dir)  # raises NonFiniteLossError before anything is saved
+                lr = lr_scheduler.get_last_lr()[0]
+                if bar is not None:
+                    bar.set_postfix(loss=f"{stats.smoothed:.4f}", lr=f"{lr:.2e}")
+            if log_now and writer is not None:
                 now = time.perf_counter()
                 rate = samples_seen / max(now - last_time - paused, 1e-9)
-                writer.add_scalar("train/loss", value, step)
-                writer.add_scalar("train/loss_smoothed", smoothed, step)
-                writer.add_scalar("train/lr", lr_scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/loss", stats.loss, step)
+                writer.add_scalar("train/loss_smoothed", stats.smoothed, step)
+                writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/samples_per_second", rate, step)
-                if grad_norm is not None:
-                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                if stats.grad_norm is not None:
+                    writer.add_scalar("train/grad_norm", stats.grad_norm, step)
                 if bar is None:  # no progress bar: the log carries the progress instead
                     log.info(
                         "step %d/%d: loss %.4f (smoothed %.4f), lr %.2e, %.1f samples/s",
                         step,
                         self.max_steps,
-                        value,
-                        smoothed,
-                        lr_scheduler.get_last_lr()[0],
+                        stats.loss,
+                        stats.smoothed,
+                        lr,
                         rate,
                     )
                 last_time, samples_seen, paused = now, 0, 0.0
-            final, pause_start = step == self.max_steps, time.perf_counter()
-            if acc.is_main_process and (final or (self.sample_every and step % self.sample_every == 0)):
+            pause_start = time.perf_counter()
+            if acc.is_main_process and sample_now:
                 self.write_samples(step, writer)
-            if final or (self.checkpoint_every and step % self.checkpoint_every == 0):
-                self.save(step, optimizer, lr_scheduler)
+            saved = self.save(step, optimizer, lr_scheduler) if save_now else None
             paused += time.perf_counter() - pause_start
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+            if signum and not final:
+                _close(bar, writer)
+                self._interrupted(signum, step, saved)
+        _close(bar, writer)
         acc.wait_for_everyone()
         return net
 
@@ -273,14 +447,24 @@ class Trainer:
 
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    def _check_finite(self, loss: torch.Tensor, step: int) -> None:
-        everywhere = self._acc.gather(loss.detach().reshape(1))
-        if not torch.isfinite(everywhere).all():
-            last = newest_checkpoint(self.run_dir)
+    def _interrupted(self, signum: int, step: int, checkpoint: Path) -> None:
+        command = resume_command(self.run_dir)
+        message = (
+            f"{signal.Signals(signum).name}: stopped after step {step} and saved {checkpoint}; resume with: {command}"
+        )
+        if self._acc.is_main_process:
+            log.warning("%s", message)
+        raise TrainingInterrupted(signum, step, checkpoint, command, message)
+
+    def _check_weights_finite(self, step: int) -> None:
+        """Never save non-finite weights (raw or EMA): one device reduction, read once per checkpoint."""
+        tensors = [*self._net.parameters(), *self._ema.shadow_params]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            found = checkpoint_dirs(self.run_dir)
             raise NonFiniteLossError(
-                f"step {step}: the loss is {everywhere.tolist()} (not finite); stopped before the update, so the "
-                f"weights are untouched. Last checkpoint: {last or 'none'}. Try a lower optim.lr, trainer.grad_clip, "
-                "or bf16 instead of fp16."
+                f"step {step}: the weights are not finite, so no checkpoint was written. Last checkpoint: "
+                f"{found[-1] if found else 'none'}. Try a lower optim.lr, a tighter trainer.grad_clip, or bf16 "
+                "instead of fp16."
             )
 
     def ema_weights(self) -> dict[str, torch.Tensor]:
@@ -290,8 +474,10 @@ class Trainer:
             weights[name] = shadow
         return weights
 
-    def save(self, step: int, optimizer, lr_scheduler) -> None:
+    def save(self, step: int, optimizer, lr_scheduler) -> Path:
+        """Write checkpoint ``step`` (the main process writes, all wait for it); return its folder."""
         acc = self._acc
+        self._check_weights_finite(step)
         acc.wait_for_everyone()
         if acc.is_main_process:
             state = {
@@ -311,6 +497,7 @@ class Trainer:
             )
             log.info("step %d: checkpoint %s", step, path)
         acc.wait_for_everyone()
+        return self.run_dir / "checkpoints" / f"step_{step:06d}"
 
     def write_samples(self, step: int, writer=None) -> list[Path]:
         """Generate demo samples with the EMA weights and fixed seeds into ``samples/step_N/``."""
