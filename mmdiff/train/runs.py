@@ -2,7 +2,8 @@
 command that resumes a run.
 
 Hydra creates ``run_dir/.hydra`` and the log file before training starts, so starting over moves the old run's
-``checkpoints/``, ``samples/`` and ``tensorboard/`` into ``run_dir/replaced_<time>/`` rather than the folder itself.
+``checkpoints/``, ``samples/``, ``tensorboard/`` (and ``generated/``, what ``mmdiff sample`` wrote from it) into
+``run_dir/replaced_<time>/`` rather than the folder itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..checkpoints import checkpoint_dirs
 
 log = logging.getLogger("mmdiff.train")
 
-RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard")
+RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "generated")  # generated/: `mmdiff sample` without out=
 # trainer keys that choose how a run starts; the resume command replaces them by trainer.resume=auto
 _START_KEYS = ("trainer.resume", "trainer.overwrite", "trainer.init_from")
 
