@@ -29,7 +29,7 @@ from ._tensor import append_dims, mean_over_sample
 from .model import DiffusionModel
 from .noise import Generators, draw
 from .parameterization import x0_error_scale_sq
-from .schedules import Schedule
+from .schedules import Schedule, precise_dtype
 
 WEIGHTINGS = ("uniform", "min_snr", "soft_min_snr")
 
@@ -65,7 +65,7 @@ class LogNormalSigma:
 
 def x0_weight(weighting: str, sigma: Tensor, gamma: float) -> Tensor:
     """The x0-space loss weight of ``weighting`` at noise levels ``sigma`` (``SNR = 1/sigma^2``)."""
-    snr = sigma.double().pow(-2)
+    snr = sigma.to(precise_dtype(sigma.device)).pow(-2)
     if weighting == "min_snr":
         return snr.clamp(max=gamma).float()
     if weighting == "soft_min_snr":
