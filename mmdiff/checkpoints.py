@@ -100,6 +100,8 @@ def find_checkpoint(path: str | Path) -> Path:
             if (path / name).exists():
                 _check_file(path / name)
         found = path
+    elif any((path / name).exists() for name in WEIGHT_FILES):
+        raise CheckpointError(f"{path / 'config.yaml'} is missing: a checkpoint folder needs its config to be loaded")
     else:
         found = newest_checkpoint(path)
         if found is None:
@@ -197,7 +199,9 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith("__") for k in value):
             return {k: _encode(v, tensors, f"{where}.{k}") for k, v in value.items()}
-        return {"__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]}
+        return {
+            "__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]
+        }
     raise TypeError(f"checkpoint state: {where} is a {type(value).__name__}, which is not stored without pickle")
 
 

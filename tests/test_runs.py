@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 from test_training import make_trainer
 
 from mmdiff.checkpoints import checkpoint_dirs, newest_checkpoint
-from mmdiff.train import Trainer
 from mmdiff.train.runs import RunDirInUseError, resume_command
 
 
@@ -31,6 +30,8 @@ def test_a_new_run_into_a_used_run_dir_is_refused_before_any_work(tmp_path):
     assert "\n" not in message and "step_000003" in message
     assert "trainer.resume=auto" in message and "run_dir=" in message and "trainer.overwrite=true" in message
     assert (names(run), events(run), sorted((run / "samples").iterdir())) == before  # nothing written
+    make_trainer(tmp_path / "new", max_steps=2).fit()  # a new run_dir is the second way
+    assert names(tmp_path / "new") == ["step_000002"]
     # the first way out: continue the run
     make_trainer(run, max_steps=4, resume="auto").fit()
     assert names(run) == ["step_000003", "step_000004"]
