@@ -290,11 +290,11 @@ class Trainer:
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
-        # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with other settings;
-        # reset it (not the process group) so that several runs in one process (notebooks, tests) can differ.
         if self.resume in (None, "", "none"):
             refuse_mixing(self.run_dir, overwrite=self.overwrite)  # before any work: runs never mix
         checkpoint = self._resume_from()
+        # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with other settings;
+        # reset it (not the process group) so that several runs in one process (notebooks, tests) can differ.
         AcceleratorState._reset_state(reset_partial_state=False)
         if self.device.startswith("cuda:"):
             torch.cuda.set_device(int(self.device.split(":")[1]))  # one process: "cuda" below means this GPU
