@@ -5,7 +5,7 @@ hardware. One run measures:
 
 1. **Matmul reference**: FLOP/s of a float32 ``a @ b`` (1024 x 1024), the practical peak of the machine.
 2. **Training**, at the preset size on the real input (16 clips of 2 s = log-mel ``(16, 128, 120)``): one step is
-   ``DiffusionLoss(vp_cosine(), "v")`` forward + backward + an AdamW step. We report clips/s (clips are 2 s, so
+   ``DiffusionLoss(DiffusionModel(vp_cosine(), "v"))`` forward + backward + an AdamW step. We report clips/s (clips are 2 s, so
    twice that is seconds of audio trained per second), the FLOPs of one step (forward + backward) counted with
    ``torch.utils.flop_counter.FlopCounterMode``, the achieved FLOP/s and its fraction of the matmul FLOP/s. The
    count covers matmuls, convolutions and attention (the CPU SDPA kernel is added to the counter by hand); norms,
@@ -14,7 +14,7 @@ hardware. One run measures:
    ``UNet1DModel`` on the same ``(16, 128, 120)`` input (Dance-Diffusion blocks, time given as 16 Fourier channels
    concatenated to the input; it has no class conditioning, so it trains unconditionally) and ``UNet2DModel`` on
    the log-mel as a 1-channel image ``(16, 1, 128, 120)``, class-conditional through ``num_class_embeds``. All go
-   through the same loss wrapper, ``DiffusionLoss(...)(net, x0, **cond)``, with a thin module adapting each call.
+   through the same loss wrapper, ``DiffusionLoss(DiffusionModel(...))(net, x0, **cond)``, with a thin module adapting each call.
 4. **Generation**: seconds of audio per second of compute for 8 clips of 2 s with ``mmdiff.core.sample`` +
    ``NetworkDenoiser``, dpmpp_2m, 25 steps, classifier-free guidance 2 (null label 4, one batched pass of 16),
    split into the denoising part and the Griffin-Lim vocoder (``LogMelAdapter().mel_to_waveform``, 32 iterations).
@@ -47,7 +47,7 @@ from _common import MATMUL_N, SDPA_CPU_FLOPS, matmul_flops, timed, write_report
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmdiff.core import DiffusionLoss, NetworkDenoiser, sample, vp_cosine
+from mmdiff.core import DiffusionLoss, DiffusionModel, sample, vp_cosine
 from mmdiff.modalities.audio import LogMelAdapter
 from mmdiff.nn import UNet
 
@@ -190,7 +190,7 @@ def train_benchmark(c: Candidate, schedule, s: Settings) -> None:
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn((BATCH, *c.shape), generator=gen) * 0.5
     cond = {"label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=gen)} if c.conditional else {}
-    loss_fn = DiffusionLoss(schedule, "v")
+    loss_fn = DiffusionLoss(DiffusionModel(schedule, "v"))
     opt = torch.optim.AdamW(c.net.parameters(), lr=1e-4)
     c.net.train()
 
@@ -215,7 +215,7 @@ def train_benchmark(c: Candidate, schedule, s: Settings) -> None:
 
 
 def generate(c: Candidate, schedule, steps: int) -> Tensor:
-    denoiser = NetworkDenoiser(c.net, schedule, "v")
+    denoiser = DiffusionModel(schedule, "v").denoiser(c.net)
     labels = torch.arange(GEN_CLIPS) % NUM_CLASSES
     options: dict = {}
     if c.guided:
@@ -229,7 +229,7 @@ def generate(c: Candidate, schedule, steps: int) -> Tensor:
         steps,
         seed=list(range(GEN_CLIPS)),
         schedule=schedule,
-        spacing="trailing",  # as mmdiff.pipeline.generate_media
+        spacing="trailing",  # as mmdiff.generation's default
         **options,
     )
 
@@ -294,7 +294,7 @@ def main() -> None:
         f"{datetime.date.today()}; wall time {wall:.0f} s; {load}.{mode}",
         "",
         f"Matmul reference (float32 {MATMUL_N} x {MATMUL_N} `a @ b`): **{peak / 1e9:.1f} GFLOP/s**. "
-        f"Training: batch {BATCH} x {CLIP_SECONDS:g} s clips, `DiffusionLoss(vp_cosine(), 'v')` forward + backward + "
+        f"Training: batch {BATCH} x {CLIP_SECONDS:g} s clips, `DiffusionLoss(DiffusionModel(vp_cosine(), 'v'))` forward + backward + "
         f"AdamW; median of {s.iters} steps after the FLOP-counting step and {s.warmup} warm-up. Generation: {GEN_CLIPS} clips x "
         f"{CLIP_SECONDS:g} s, dpmpp_2m, {s.gen_steps} steps, median of {s.gen_iters} after {s.gen_warmup} 2-step warm-up.",
         "",

@@ -7,7 +7,7 @@ batched, how much memory a training step needs, and whether that speed is good f
 2. **Training grid**, our U-Net at the preset size (``UNet(dims=3, in_channels=3, channels=32, channel_mult=(1, 2,
    2), num_res_blocks=1, attention_levels=(1, 2), num_classes=3, down_factor=(1, 2, 2), factorized=True,
    concat_channels=4)``) over frames {8, 16} x resolution {16 x 16, 32 x 32} x batch {4, 8}. One step is
-   ``DiffusionLoss(vp_cosine(), "v")(net, x0, label=, concat=)`` forward + backward + an AdamW step, with the
+   ``DiffusionLoss(DiffusionModel(vp_cosine(), "v"))(net, x0, label=, concat=)`` forward + backward + an AdamW step, with the
    known-frame condition drawn as in training (``VideoAdapter.known_concat`` of ``random_known_mask``). We report
    clips/s, the FLOPs of one step (forward + backward) counted with ``torch.utils.flop_counter.FlopCounterMode``, the
    achieved FLOP/s and its fraction of the matmul FLOP/s, and the **peak memory** of a step. The count covers
@@ -17,7 +17,7 @@ batched, how much memory a training step needs, and whether that speed is good f
    Configurations whose first step takes more than ~20 s on 2 cores are dropped (and the report says so), as is
    any configuration at least as large on every axis as a dropped one.
 3. **Generation** time per clip: 4 clips of 8 frames at 16 x 16 and of 16 frames at 32 x 32, ``mmdiff.core.sample``
-   + ``NetworkDenoiser(net, vp_cosine(), "v")``, dpmpp_2m, 25 steps, classifier-free guidance 2 (null label 3, one
+   + ``DiffusionModel(vp_cosine(), "v").denoiser(net)``, dpmpp_2m, 25 steps, classifier-free guidance 2 (null label 3, one
    batched pass of 8 = 2B per step). A shape is skipped when its warm-up run predicts more than ~3 minutes.
 4. The same training (8 x 16 x 16 and 16 x 32 x 32, batch 4) and generation for diffusers' ``UNet3DConditionModel``
    at about our parameter count (within 5%): block_out_channels (32, 48, 48), one layer per block, cross-attention
@@ -179,18 +179,18 @@ def label(model: str, frames: int, res: int, batch: int | None = None) -> str:
 
 def train_job(model: str, frames: int, res: int, batch: int, s: Settings) -> dict:
     """In a fresh process: peak RSS increase of the first step, then FLOPs and the median step time."""
-    from mmdiff.core import DiffusionLoss, vp_cosine
+    from mmdiff.core import DiffusionLoss, DiffusionModel, vp_cosine
     from mmdiff.modalities.video.adapter import VideoAdapter
 
     net = build(model)
     gen = torch.Generator().manual_seed(0)
     x0 = torch.rand((batch, 3, frames, res, res), generator=gen) * 2 - 1
-    adapter = VideoAdapter(num_frames=frames, resolution=(res, res), num_classes=NUM_CLASSES)
+    adapter = VideoAdapter(num_frames=frames, resolution=(res, res))
     cond = {
         "label": torch.randint(0, NUM_CLASSES, (batch,), generator=gen),
         "concat": adapter.known_concat(x0, adapter.random_known_mask(x0, gen)),
     }
-    loss_fn = DiffusionLoss(vp_cosine(), "v")
+    loss_fn = DiffusionLoss(DiffusionModel(vp_cosine(), "v"))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     net.train()
 
@@ -223,11 +223,11 @@ def train_job(model: str, frames: int, res: int, batch: int, s: Settings) -> dic
 
 def generate_job(model: str, frames: int, res: int, s: Settings) -> dict:
     """In a fresh process: FLOPs of one guided network call, a warm-up run, then the median generation time."""
-    from mmdiff.core import NetworkDenoiser, sample, vp_cosine
+    from mmdiff.core import DiffusionModel, sample, vp_cosine
 
     net = build(model).eval()
     schedule = vp_cosine()
-    denoiser = NetworkDenoiser(net, schedule, "v")
+    denoiser = DiffusionModel(schedule, "v").denoiser(net)
     labels = torch.arange(GEN_CLIPS) % NUM_CLASSES
     shape = (GEN_CLIPS, 3, frames, res, res)
 
@@ -239,7 +239,7 @@ def generate_job(model: str, frames: int, res: int, s: Settings) -> dict:
             steps,
             seed=list(range(GEN_CLIPS)),
             schedule=schedule,
-            spacing="trailing",  # as mmdiff.pipeline.generate_media
+            spacing="trailing",  # as mmdiff.generation's default
             cond={"label": labels},
             guidance_scale=GUIDANCE,
             null_cond={"label": NULL_LABEL},
@@ -378,7 +378,7 @@ def main() -> None:
         "",
         f"## Training, {NAMES['ours']}",
         "",
-        "`DiffusionLoss(vp_cosine(), 'v')` forward + backward + AdamW on clips of F frames at H x W with class labels "
+        "`DiffusionLoss(DiffusionModel(vp_cosine(), 'v'))` forward + backward + AdamW on clips of F frames at H x W with class labels "
         f"and the known-frame condition; median of {s.iters} steps after the FLOP-counting step and {s.warmup} "
         "warm-up. Peak RSS +: the increase of the process's peak resident set over its RSS after building the "
         "network, optimizer and inputs, during the first step (a fresh process per row).",
@@ -402,7 +402,7 @@ def main() -> None:
         "",
         "## Generation",
         "",
-        f"{GEN_CLIPS} clips, `mmdiff.core.sample` + `NetworkDenoiser(net, vp_cosine(), 'v')`, dpmpp_2m, {s.gen_steps} "
+        f"{GEN_CLIPS} clips, `mmdiff.core.sample` + `DiffusionModel(vp_cosine(), 'v').denoiser(net)`, dpmpp_2m, {s.gen_steps} "
         f"steps, guidance {GUIDANCE:g} (null label {NULL_LABEL}, one batched pass of {2 * GEN_CLIPS} per step); median "
         f"of {s.gen_iters} after {s.gen_warmup} {WARMUP_STEPS}-step warm-up. GFLOP/s counts {s.gen_steps} network "
         "evaluations of the guided batch.",

@@ -1,61 +1,67 @@
-"""The modality adapter interface: everything modality-specific, behind one small protocol.
+"""The modality adapter: everything modality-specific, behind one small base class.
 
 Data flows one way: dataset items -> :meth:`ModalityAdapter.encode` -> tensor ``x0`` the core sees -> diffusion ->
 tensor -> :meth:`ModalityAdapter.decode` -> media -> :meth:`ModalityAdapter.write` / :meth:`ModalityAdapter.preview`.
 
-An adapter is chosen in the config with Hydra's ``_target_``; a new modality is a new module plus config files
-(``conf/adapter/``, ``conf/net/``, ``conf/data/``) and a recipe, with no edit to the core or the other adapters.
+An adapter knows media and tensors only: class labels, text and other conditions belong to the conditioner
+(:mod:`mmdiff.conditioners`), evaluation to an evaluator. What an adapter adds to the network's input for editing
+(video's known frames) it gives through :meth:`~ModalityAdapter.known_conditions`, so generation never asks which
+modality it runs. An adapter is chosen in the config with Hydra's ``_target_``; a new modality is a new module plus
+config files (``conf/adapter/``, ``conf/net/``, ``conf/data/``) and a recipe, with no edit to mmdiff.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from torch import Tensor
 
 
-@runtime_checkable
-class ModalityAdapter(Protocol):
-    """What the trainer and the generation pipeline need from a modality."""
+class ModalityAdapter(ABC):
+    """What the trainer and generation need from a modality: four methods to write, three optional ones."""
 
+    @abstractmethod
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
         """A collated dataset batch (already on the training device) -> ``(x0 (B, ...), conditions)``.
 
+        ``conditions`` are the adapter's own network inputs besides ``x0`` (video's known frames), usually empty.
         ``generator`` (per-sample generators from the trainer) drives any training-time randomness of the encoding
         (e.g. which video frames are given as known), so that resumed and multi-process runs stay exact.
         """
-        ...
 
+    @abstractmethod
     def decode(self, x: Tensor) -> list[Any]:
-        """Generated tensors ``(B, ...)`` -> one media item per sample (a waveform, a clip, an array)."""
-        ...
+        """Generated tensors ``(B, ...)`` -> one media item per sample (a waveform, a clip, an array).
 
+        Generation decodes each sample under its own seed (the global RNG is seeded per sample), so a decoder that
+        draws random numbers (Griffin-Lim's initial phase) is reproducible by seed with no extra code here.
+        """
+
+    @abstractmethod
     def sample_shape(self, length: float | None = None) -> tuple[int, ...]:
         """Per-sample tensor shape (no batch dim) for a requested length (seconds, frames; ``None``: the default)."""
-        ...
 
-    def conditions(self, n: int, device: Any = "cpu", **request: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """``(cond, null_cond)`` for ``n`` samples from user requests such as ``label=3``; empty if unconditional."""
-        ...
-
+    @abstractmethod
     def write(self, items: list[Any], directory: Path, prefix: str = "sample") -> list[Path]:
         """Write media files for ``items`` into ``directory``; return their paths."""
-        ...
 
-    def preview(self, items: list[Any], path: Path) -> Path:
-        """Write one PNG that shows ``items`` (spectrograms, frame grids, scatter plots)."""
-        ...
-
-
-@runtime_checkable
-class EditableAdapter(ModalityAdapter, Protocol):
-    """Adapters whose media have a length can also take inputs for editing (SDEdit, continuation, inpainting)."""
+    # ---- optional --------------------------------------------------------------------------------------------
+    def preview(self, items: list[Any], path: Path, captions: list[str] | None = None) -> Path | None:
+        """Write one PNG that shows ``items`` (spectrograms, frame grids, scatter plots), each titled by its caption
+        (class and seed); return its path, or ``None`` when the modality has no picture."""
+        return None
 
     def load_init(self, source: Any, length: float | None = None) -> Tensor:
-        """A media file or a decoded item -> the per-sample tensor, padded or cropped to ``length``."""
-        ...
+        """A media file or a decoded item -> the per-sample tensor, padded or cropped to ``length`` (editing)."""
+        raise ValueError(f"init: {type(self).__name__} takes no media input")
 
     def range_mask(self, shape: tuple[int, ...], start: float, end: float) -> Tensor:
         """A mask broadcastable to ``shape`` that is 1 on ``[start, end)`` (seconds, frames: the adapter's unit)."""
-        ...
+        raise ValueError(f"keep: {type(self).__name__} has no length to keep a range of")
+
+    def known_conditions(self, known: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Network inputs telling the model which parts of ``known (B, ...)`` are given (``mask`` 1 there); a model
+        trained with such inputs (video's known frames) then generates the rest in agreement. Default: none."""
+        return {}

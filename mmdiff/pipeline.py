@@ -1,12 +1,13 @@
 """Generation from a trained run: ``mmdiff.load(run_dir).generate(...)`` and ``.save(...)``.
 
+The work itself is :func:`mmdiff.generation.generate`, shared with the trainer's demo samples.
+
 A run directory (or one checkpoint folder) holds everything needed: the resolved config says which adapter,
 network and schedule to build, and the checkpoint holds the weights (EMA by default).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,56 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .checkpoints import find_checkpoint, load_weights
-from .core import NetworkDenoiser, sample
-from .modality import EditableAdapter, ModalityAdapter
-
-
-def generate_media(
-    adapter: ModalityAdapter,
-    denoiser: Any,
-    n: int,
-    *,
-    schedule: Any = None,
-    steps: int = 25,
-    sampler: str = "dpmpp_2m",
-    spacing: str = "trailing",
-    guidance_scale: float = 1.0,
-    guidance_rescale: float = 0.0,
-    seed: int | Sequence[int] = 0,
-    length: float | None = None,
-    init: torch.Tensor | None = None,
-    strength: float = 1.0,
-    mask: torch.Tensor | None = None,
-    device: Any = "cpu",
-    progress: bool = False,
-    **conditions: Any,
-) -> list[Any]:
-    """Sample ``n`` items and decode them to media. ``seed`` is a base seed (sample ``i`` uses ``seed + i``, so
-    any one sample can be regenerated alone) or a list of ``n`` seeds. ``conditions`` go to the adapter
-    (``label=3``). With ``init (n, ...)`` the output has its shape and ``length`` is ignored."""
-    seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
-    cond, null_cond = adapter.conditions(n, device=device, **conditions)
-    use_guidance = guidance_scale != 1.0 and bool(cond)
-    shape = (n, *(init.shape[1:] if init is not None else adapter.sample_shape(length)))
-    x = sample(
-        denoiser,
-        shape,
-        sampler=sampler,
-        steps=steps,
-        seed=seeds,
-        schedule=schedule,
-        spacing=spacing,
-        cond=cond,
-        guidance_scale=guidance_scale if use_guidance else 1.0,
-        null_cond=null_cond if use_guidance else None,
-        guidance_rescale=guidance_rescale,
-        init=init,
-        strength=strength,
-        mask=mask,
-        device=device,
-        progress=progress,
-    )
-    return adapter.decode(x)
+from .components import build_model, generate_defaults
+from .conditioners import Conditioner
+from .core import DiffusionModel
+from .generation import GenerateOptions, Samples, generate, split_options
+from .modality import ModalityAdapter
 
 
 def _config_and_weights(path: Path) -> tuple[DictConfig, Path]:
@@ -79,88 +35,82 @@ def _config_and_weights(path: Path) -> tuple[DictConfig, Path]:
 
 
 class Pipeline:
-    """A trained model ready to generate: adapter + denoiser + schedule + generation defaults."""
+    """A trained model ready to generate: adapter + conditioner + network under its model definition + defaults.
+
+    Built by :func:`load` from a run; the same components the trainer used, built by :mod:`mmdiff.components`.
+    """
 
     def __init__(
         self,
         adapter: ModalityAdapter,
+        conditioner: Conditioner,
         net: nn.Module,
-        schedule: Any,
-        parameterization: str,
-        defaults: dict[str, Any] | None = None,
+        model: DiffusionModel,
+        defaults: GenerateOptions | None = None,
         device: Any = "cpu",
         config: DictConfig | None = None,
     ):
-        self.adapter, self.schedule, self.device, self.config = adapter, schedule, torch.device(device), config
+        self.adapter, self.conditioner, self.model, self.config = adapter, conditioner, model, config
+        self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        self.denoiser = NetworkDenoiser(self.net, schedule, parameterization)
-        self.defaults = dict(defaults or {})
+        self.denoiser = model.denoiser(self.net)
+        self.defaults = defaults or GenerateOptions()
 
     @classmethod
     def from_config(cls, cfg: DictConfig, weights: dict[str, torch.Tensor] | None = None, device: Any = "cpu"):
         net = instantiate(cfg.net)
         if weights is not None:
             net.load_state_dict(weights)
-        gen = OmegaConf.to_container(cfg.generate, resolve=True)
-        defaults = {
-            k: gen[k] for k in ("sampler", "steps", "spacing", "guidance_scale", "guidance_rescale") if k in gen
-        }
         return cls(
-            instantiate(cfg.adapter), net, instantiate(cfg.schedule), cfg.parameterization, defaults, device, cfg
+            instantiate(cfg.adapter),
+            instantiate(cfg.conditioner),
+            net,
+            build_model(cfg),
+            generate_defaults(cfg),
+            device,
+            cfg,
         )
 
-    def generate(
-        self,
-        n: int = 4,
-        *,
-        init: Any = None,
-        keep: tuple[float, float] | None = None,
-        progress: bool = True,
-        **options: Any,
-    ) -> list[Any]:
-        """Generate ``n`` media items.
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Every keyword :meth:`generate` takes: the generation options and the conditioner's requests."""
+        return (*GenerateOptions.keys(), *self.conditioner.request_keys)
 
-        Options (defaults from the run's ``generate`` config): ``steps``, ``sampler``, ``spacing``,
-        ``guidance_scale``, ``guidance_rescale``, ``seed``, ``length``, conditions such as ``label``, and editing:
-        ``init`` (a media file or one decoded item: a wav path, a ``(channels, samples)`` waveform, a video file, a
-        ``(3, F, H, W)`` clip or ``(3, H, W)`` image in [0, 1]; or a batch already in the model's space) with
-        ``strength`` (SDEdit: 1 regenerates fully, small values
-        stay close to the input) and/or ``keep=(start, end)`` (keep that range of ``init`` and generate the rest:
-        continuation when ``length`` is longer than the input, inpainting otherwise).
+    def generate(self, n: int | None = None, *, progress: bool = True, **options: Any) -> Samples:
+        """Generate ``n`` media items (default: the run's ``generate.num_samples``).
+
+        Options (defaults from the run's ``generate`` config; see :class:`~mmdiff.generation.GenerateOptions`):
+        ``steps``, ``sampler``, ``spacing``, ``sigma_min``, ``sigma_max``, ``guidance_scale``, ``guidance_rescale``,
+        ``guidance_interval``, ``eta``, ``s_churn``, ``s_noise``, ``seed``, ``length``; the conditioner's requests
+        such as ``label`` (an index or a class name); and editing: ``init`` (a media file or one decoded item: a wav
+        path, a ``(channels, samples)`` waveform, a video file, a ``(3, F, H, W)`` clip or ``(3, H, W)`` image in
+        [0, 1]; or a batch already in the model's space) with ``strength`` (SDEdit: 1 regenerates fully, small
+        values stay close to the input) and/or ``keep=(start, end)`` (keep that range of ``init`` and generate the
+        rest: continuation when ``length`` is longer than the input, inpainting otherwise). An unknown option is an
+        error that lists the valid ones. Returns the items (a list) with their ``seeds`` and ``captions``.
         """
-        options = {**self.defaults, **options}
-        if init is not None and not self._is_model_batch(init, options.get("length")):
-            if not isinstance(self.adapter, EditableAdapter):
-                raise ValueError(f"{type(self.adapter).__name__} takes no media input (init)")
-            item = self.adapter.load_init(init, options.get("length"))  # (per-sample shape)
-            init = item[None].expand(n, *item.shape).to(self.device)
-        if keep is not None:
-            if init is None:
-                raise ValueError("keep=(start, end) needs init: the media whose range is kept")
-            options["mask"] = self.adapter.range_mask(tuple(init.shape), *keep).to(self.device)
-            if getattr(self.adapter, "takes_known_frames", False):  # the network is also told which frames are known
-                options.update(known=init, known_mask=options["mask"])
-        return generate_media(
+        chosen, request = split_options(options, self.conditioner)
+        if n is not None:
+            chosen["num_samples"] = n
+        return generate(
             self.adapter,
+            self.conditioner,
             self.denoiser,
-            n,
-            schedule=self.schedule,
+            self.defaults.replace(**chosen),
+            schedule=self.model.schedule,
             device=self.device,
             progress=progress,
-            init=init,
-            **options,
+            request=request,
         )
 
-    def _is_model_batch(self, init: Any, length: Any) -> bool:
-        """A batch tensor already in the model's space (``(n, *sample_shape)``), as opposed to one media item."""
-        return torch.is_tensor(init) and init.ndim == len(self.adapter.sample_shape(length)) + 1
-
     def save(self, items: list[Any], out: str | Path, prefix: str = "sample", preview: bool = True) -> list[Path]:
-        """Write ``items`` as media files into ``out`` (and a ``preview.png``); return the media paths."""
+        """Write ``items`` as media files into ``out`` (and a ``<prefix>_preview.png`` captioned with each sample's
+        condition and seed); return the media paths."""
         out = Path(out)
         paths = self.adapter.write(items, out, prefix)
         if preview:
-            self.adapter.preview(items, out / f"{prefix}_preview.png")
+            captions = items.captions if isinstance(items, Samples) else None
+            self.adapter.preview(items, out / f"{prefix}_preview.png", captions)
         return paths
 
 

@@ -25,6 +25,7 @@ def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: 
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from mmdiff.components import build_model
     from mmdiff.core import DiffusionLoss
     from mmdiff.train import Trainer
 
@@ -33,9 +34,10 @@ def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: 
     torch.manual_seed(0)
     Trainer(
         adapter=instantiate(cfg.adapter),
+        conditioner=instantiate(cfg.conditioner),
         net=instantiate(cfg.net),
         dataset=instantiate(cfg.data),
-        objective=DiffusionLoss(instantiate(cfg.schedule), cfg.parameterization),
+        objective=DiffusionLoss(build_model(cfg)),
         optimizer=lambda p: torch.optim.AdamW(p, 1e-3),
         run_dir=run_dir,
         config_yaml=text,

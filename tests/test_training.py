@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 import mmdiff
 from mmdiff.checkpoints import checkpoint_dirs, newest_checkpoint
-from mmdiff.core import DiffusionLoss, vp_cosine
+from mmdiff.conditioners import ClassLabels
+from mmdiff.core import DiffusionLoss, DiffusionModel, vp_cosine
 from mmdiff.modalities.points import MixturePoints, PointsAdapter, PointsMLP
 from mmdiff.train import NonFiniteLossError, Trainer
 from mmdiff.train.stream import StreamBatchSampler
@@ -33,10 +34,11 @@ def make_trainer(run_dir, objective=None, num_classes=8, **settings):
         seed=0,
     )
     return Trainer(
-        adapter=PointsAdapter(dim=2, num_classes=num_classes),
+        adapter=PointsAdapter(dim=2),
+        conditioner=ClassLabels(num_classes=num_classes),
         net=PointsMLP(dim=2, width=32, depth=1, num_classes=num_classes),
         dataset=MixturePoints(size=256, components=num_classes),
-        objective=objective or DiffusionLoss(schedule, "v", weighting="min_snr"),
+        objective=objective or DiffusionLoss(DiffusionModel(schedule, "v"), weighting="min_snr"),
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
         run_dir=run_dir,
         config_yaml=CONFIG,
@@ -100,7 +102,7 @@ class DiesAt:
 
     def __init__(self, inner, n):
         self.inner, self.n, self.calls = inner, n, 0
-        self.schedule, self.parameterization = inner.schedule, inner.parameterization
+        self.model = inner.model
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -112,7 +114,7 @@ class DiesAt:
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_a_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, grad_accum):
     straight = make_trainer(tmp_path / "straight", grad_accum=grad_accum, max_steps=8, checkpoint_every=3).fit()
-    loss = DiffusionLoss(vp_cosine(), "v", weighting="min_snr")
+    loss = DiffusionLoss(DiffusionModel(vp_cosine(), "v"), weighting="min_snr")
     with pytest.raises(Interrupt):  # dies during step 5, after the checkpoint at step 3
         make_trainer(
             tmp_path / "killed",
@@ -143,7 +145,7 @@ def test_a_non_finite_loss_stops_the_run_and_is_never_saved(tmp_path):
             out = self.inner(*args, **kwargs)
             return out * float("nan") if self.calls == self.n else out
 
-    trainer = make_trainer(tmp_path, NaNAt(DiffusionLoss(vp_cosine(), "v"), 5), max_steps=8)
+    trainer = make_trainer(tmp_path, NaNAt(DiffusionLoss(DiffusionModel(vp_cosine(), "v")), 5), max_steps=8)
     message = r"step 5: the loss is not finite \(read at step 6, covering steps 4-6\).*step_000003"
     with pytest.raises(NonFiniteLossError, match=message):
         trainer.fit()

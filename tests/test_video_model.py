@@ -73,7 +73,7 @@ def test_temporal_attention_relative_bias_is_clamped():
 
 
 def test_video_adapter_encode_known_frames_and_shapes():
-    adapter = VideoAdapter(num_frames=6, resolution=(8, 12), num_classes=3, known_frames=0.5, max_known=3)
+    adapter = VideoAdapter(num_frames=6, resolution=(8, 12), known_frames=0.5, max_known=3)
     video = torch.rand(64, 3, 6, 8, 12)
     gens = [torch.Generator().manual_seed(i) for i in range(64)]
     x0, cond = adapter.encode({"video": video, "label": torch.zeros(64, dtype=torch.long)}, generator=gens)
@@ -102,9 +102,9 @@ def test_video_adapter_editing_inputs():
     assert clip.shape == (3, 6, 8, 8) and torch.allclose(clip[:, 0], image * 2 - 1)
     mask = adapter.range_mask((1, 3, 6, 8, 8), 0, 2)
     assert mask.flatten().tolist() == [1, 1, 0, 0, 0, 0]
-    cond, null = adapter.conditions(2, known=clip[None].expand(2, -1, -1, -1, -1), known_mask=mask)
-    assert cond["concat"].shape == (2, 4, 6, 8, 8) and null == {}
-    assert adapter.conditions(2)[0] == {}
+    cond = adapter.known_conditions(clip[None].expand(2, -1, -1, -1, -1), mask)
+    assert list(cond) == ["concat"] and cond["concat"].shape == (2, 4, 6, 8, 8)
+    torch.testing.assert_close(cond["concat"][:, 3, :, 0, 0], mask.flatten().expand(2, 6))
     decoded = adapter.decode(torch.full((1, 3, 6, 8, 8), 3.0))
     assert decoded[0].max() == 1.0
 

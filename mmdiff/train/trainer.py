@@ -1,8 +1,9 @@
 """The training loop: any modality, one GPU or several (accelerate), resumable to the same weights.
 
 What it does each optimizer step: ``grad_accum`` micro-batches from :class:`~mmdiff.train.stream.StreamBatchSampler`,
-each encoded by the adapter, conditions dropped for classifier-free guidance, the per-sample diffusion loss with
-per-sample noise generators (so the result does not depend on how the global batch is split over processes),
+each encoded by the adapter and conditioned by the conditioner (with its dropout for classifier-free guidance), the
+per-sample diffusion loss with per-sample noise generators (so the result does not depend on how the global batch is
+split over processes),
 gradient clipping, an optimizer and LR-scheduler step, and an EMA update. Around it: a progress bar, TensorBoard
 scalars, demo samples with fixed seeds every ``sample_every`` steps, and atomic checkpoints every
 ``checkpoint_every`` steps.
@@ -36,7 +37,8 @@ from ..checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from ..core import NetworkDenoiser, drop_conditions
+from ..conditioners import Conditioner, training_conditions
+from ..generation import GenerateOptions, generate
 from ..modality import ModalityAdapter
 from .interrupt import SignalStop, TrainingInterrupted
 from .runs import move_aside, refuse_mixing, resume_command
@@ -158,14 +160,14 @@ class Trainer:
 
     Args:
         adapter: the modality adapter (see ``conf/adapter``).
+        conditioner: turns each batch into the network's conditions and drops them for guidance (``conf/conditioner``).
         net: the network ``net(x_t, t, **cond)``.
         dataset: the training data; keys are ``(index, item_seed)`` pairs.
         objective: the loss, e.g. :class:`~mmdiff.core.objectives.DiffusionLoss`.
         optimizer: a callable ``params -> torch.optim.Optimizer`` (Hydra ``_partial_: true``).
         run_dir: where checkpoints, samples, TensorBoard events and logs go.
         config_yaml: the resolved config, saved in each checkpoint.
-        generate: generation settings for demo samples (``sampler``, ``steps``, ``guidance_scale``, ``num_samples``,
-            ``seed`` ...).
+        generate: the demo samples' :class:`~mmdiff.generation.GenerateOptions` (or a mapping of them).
         max_steps: optimizer steps to train for (a resumed run counts the steps already done).
         batch_size: samples per process per micro-batch; the global batch is ``batch_size * processes * grad_accum``.
         resume: ``None``, ``"auto"`` (the newest complete checkpoint in ``run_dir``, if any) or a checkpoint folder.
@@ -185,13 +187,14 @@ class Trainer:
         self,
         *,
         adapter: ModalityAdapter,
+        conditioner: Conditioner,
         net: nn.Module,
         dataset: Dataset,
         objective: Any,
         optimizer: Callable[..., torch.optim.Optimizer],
         run_dir: str | Path,
         config_yaml: str = "",
-        generate: dict[str, Any] | None = None,
+        generate: GenerateOptions | dict[str, Any] | None = None,
         max_steps: int = 1000,
         batch_size: int = 64,
         grad_accum: int = 1,
@@ -200,7 +203,6 @@ class Trainer:
         grad_clip: float | None = 1.0,
         ema_decay: float = 0.999,
         mixed_precision: str = "no",
-        cond_dropout: float = 0.1,
         checkpoint_every: int = 500,
         keep_checkpoints: int = 3,
         sample_every: int = 500,
@@ -243,12 +245,15 @@ class Trainer:
                 "trainer.overwrite=true starts the run over and cannot go with trainer.resume, which continues it: "
                 "drop one of them"
             )
-        self.adapter, self.net, self.dataset, self.objective = adapter, net, dataset, objective
+        self.adapter, self.conditioner, self.net, self.dataset = adapter, conditioner, net, dataset
+        self.objective = objective
         self.optimizer_factory, self.run_dir, self.config_yaml = optimizer, Path(run_dir), config_yaml
-        self.generate = dict(generate or {})
+        self.generate = (
+            generate if isinstance(generate, GenerateOptions) else GenerateOptions.from_mapping(generate or {})
+        )
         self.max_steps, self.batch_size, self.grad_accum = max_steps, batch_size, grad_accum
         self.lr_schedule, self.lr_warmup_steps, self.grad_clip = lr_schedule, lr_warmup_steps, grad_clip
-        self.ema_decay, self.mixed_precision, self.cond_dropout = ema_decay, mixed_precision, cond_dropout
+        self.ema_decay, self.mixed_precision = ema_decay, mixed_precision
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.sample_every, self.log_every, self.num_workers = sample_every, log_every, num_workers
         self.seed, self.resume, self.device, self.compile, self.progress = seed, resume, device, compile, progress
@@ -362,7 +367,6 @@ class Trainer:
                 pin_memory=acc.device.type == "cuda",
             )
         )
-        _, null_cond = self.adapter.conditions(1, device=acc.device)
 
         writer = self._writer() if acc.is_main_process else None
         bar = None
@@ -380,9 +384,8 @@ class Trainer:
                 seeds = batch.pop("_seed").tolist()
                 batch = {k: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 gens = noise_generators(seeds, acc.device)
-                x0, cond = self.adapter.encode(batch, generator=gens)
-                if cond and null_cond:
-                    cond = drop_conditions(cond, null_cond, self.cond_dropout, gens)
+                x0, known = self.adapter.encode(batch, generator=gens)  # known: the adapter's own inputs
+                cond = {**training_conditions(self.conditioner, batch, gens), **known}
                 sync = micro == self.grad_accum - 1
                 with nullcontext() if sync else acc.no_sync(model), acc.autocast():
                     loss = self.objective(model, x0, generator=gens, **cond).mean() / self.grad_accum
@@ -501,30 +504,31 @@ class Trainer:
 
     def write_samples(self, step: int, writer=None) -> list[Path]:
         """Generate demo samples with the EMA weights and fixed seeds into ``samples/step_N/``."""
-        from ..pipeline import generate_media
-
-        opts = dict(self.generate)
-        n = int(opts.pop("num_samples", 4))
         params = list(self._net.parameters())
         self._ema.store(params)
         self._ema.copy_to(params)
         self._net.eval()
         try:
-            denoiser = NetworkDenoiser(self._net, self.objective.schedule, self.objective.parameterization)
+            model = self.objective.model  # the same definition training uses and mmdiff.load reads
             with self._acc.autocast():
-                items = generate_media(
-                    self.adapter, denoiser, n, schedule=self.objective.schedule, device=self._acc.device, **opts
+                items = generate(
+                    self.adapter,
+                    self.conditioner,
+                    model.denoiser(self._net),
+                    self.generate,
+                    schedule=model.schedule,
+                    device=self._acc.device,
                 )
         finally:
             self._net.train()
             self._ema.restore(params)
         out = self.run_dir / "samples" / f"step_{step:06d}"
         paths = self.adapter.write(items, out)
-        preview = self.adapter.preview(items, out / "preview.png")
-        if writer is not None:
+        preview = self.adapter.preview(items, out / "preview.png", items.captions)
+        if writer is not None and preview is not None:
             import matplotlib.image
 
             image = matplotlib.image.imread(preview)[..., :3]
             writer.add_image("samples", torch.as_tensor(image).permute(2, 0, 1), step)
         log.info("step %d: %d samples in %s", step, len(items), out)
-        return [*paths, preview]
+        return [*paths, *([preview] if preview is not None else [])]

@@ -9,29 +9,25 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from mmdiff.modalities.labels import class_conditions
+from mmdiff.modality import ModalityAdapter
 
 
-class ImageAdapter:
+class ImageAdapter(ModalityAdapter):
     """RGB images as ``(3, H, W)`` tensors in [-1, 1]; PNG files; a one-row preview strip."""
 
-    def __init__(self, resolution: int = 16, num_classes: int = 0):
-        self.resolution, self.num_classes = resolution, num_classes
+    def __init__(self, resolution: int = 16):
+        self.resolution = resolution
 
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
-        x0 = batch["image"].float() * 2 - 1  # (B, 3, H, W) in [-1, 1]
-        return x0, ({"label": batch["label"]} if self.num_classes else {})
+        return batch["image"].float() * 2 - 1, {}  # (B, 3, H, W) in [-1, 1]; labels are the conditioner's
 
     def decode(self, x: Tensor) -> list[Tensor]:
         return list(((x.float().clamp(-1, 1) + 1) / 2).cpu())  # each (3, H, W) in [0, 1]
 
     def sample_shape(self, length: float | None = None) -> tuple[int, ...]:
         if length is not None:
-            raise ValueError("images have no length; leave length unset")
+            raise ValueError("length: images have no length; leave it unset")
         return (3, self.resolution, self.resolution)
-
-    def conditions(self, n: int, device: Any = "cpu", **request: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return class_conditions(n, self.num_classes, device, **request)
 
     def write(self, items: list[Tensor], directory: Path, prefix: str = "sample") -> list[Path]:
         directory = Path(directory)
@@ -42,7 +38,7 @@ class ImageAdapter:
             _to_pil(image).save(paths[-1])
         return paths
 
-    def preview(self, items: list[Tensor], path: Path) -> Path:
+    def preview(self, items: list[Tensor], path: Path, captions: list[str] | None = None) -> Path:
         strip = torch.cat(list(items), dim=2)  # (3, H, W * n): the images side by side
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,11 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from ..labels import class_conditions
+from ...modality import ModalityAdapter
 from .vocoder import GriffinLim
 
 
-class LogMelAdapter:
+class LogMelAdapter(ModalityAdapter):
     """Audio modality adapter (see :class:`mmdiff.modality.ModalityAdapter`).
 
     Args:
@@ -31,7 +31,6 @@ class LogMelAdapter:
         f_max: highest mel frequency in Hz (default: Nyquist).
         channels: 1 (mono) or 2 (stereo: the two channels' mels are stacked along the channel axis).
         duration: default length in seconds of generated clips.
-        num_classes: class-conditional when > 0.
         frame_multiple: frames are cropped to a multiple of this (the U-Net's downsampling factor).
         log_floor: ``x = (log(max(mel, floor)) - center) / scale``: the floor,
         log_center: the center,
@@ -50,7 +49,6 @@ class LogMelAdapter:
         f_max: float | None = None,
         channels: int = 1,
         duration: float = 2.0,
-        num_classes: int = 0,
         frame_multiple: int = 8,
         log_floor: float = 1e-5,
         log_center: float = -5.5,
@@ -63,7 +61,7 @@ class LogMelAdapter:
         if file_format not in ("wav", "flac"):
             raise ValueError(f"file_format must be wav or flac, got {file_format!r}")
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
-        self.channels, self.duration, self.num_classes = channels, duration, num_classes
+        self.channels, self.duration = channels, duration
         self.frame_multiple, self.file_format = frame_multiple, file_format
         self.log_floor, self.log_center, self.log_scale = log_floor, log_center, log_scale
         self.mel = torchaudio.transforms.MelSpectrogram(
@@ -107,8 +105,7 @@ class LogMelAdapter:
             raise ValueError(f"audio batch must be (B, {self.channels}, samples), got {tuple(audio.shape)}")
         x = self.waveform_to_mel(audio)
         frames = x.shape[-1] // self.frame_multiple * self.frame_multiple
-        cond = {"label": batch["label"]} if self.num_classes > 0 else {}
-        return x[..., :frames], cond
+        return x[..., :frames], {}
 
     def decode(self, x: Tensor) -> list[Tensor]:
         return list(self.mel_to_waveform(x).cpu())  # each (channels, samples)
@@ -118,9 +115,6 @@ class LogMelAdapter:
         if seconds <= 0 or not math.isfinite(seconds):
             raise ValueError(f"length must be a positive number of seconds, got {length}")
         return (self.channels * self.n_mels, self.frames_for(seconds))
-
-    def conditions(self, n: int, device: Any = "cpu", **request: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return class_conditions(n, self.num_classes, device, **request)
 
     def load_init(self, source: str | Path | Tensor, length: float | None = None) -> Tensor:
         """An input for editing (audio-to-audio, continuation): an audio file or a ``(channels, samples)`` waveform
@@ -153,8 +147,8 @@ class LogMelAdapter:
             for i, item in enumerate(items)
         ]
 
-    def preview(self, items: list[Tensor], path: Path) -> Path:
-        """A PNG grid of the items' log-mel spectrograms (first channel)."""
+    def preview(self, items: list[Tensor], path: Path, captions: list[str] | None = None) -> Path:
+        """A PNG grid of the items' log-mel spectrograms (first channel), each titled by its caption."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -165,7 +159,7 @@ class LogMelAdapter:
         rows = math.ceil(len(mels) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), squeeze=False)
         seconds = items[0].shape[-1] / self.sample_rate
-        for ax, mel in zip(axes.flat, mels):
+        for ax, mel, caption in zip(axes.flat, mels, captions or [""] * len(mels)):
             ax.imshow(
                 mel.numpy(),
                 origin="lower",
@@ -175,7 +169,7 @@ class LogMelAdapter:
                 vmax=1.5,
                 extent=(0, seconds, 0, self.n_mels),
             )
-            ax.set(xlabel="s", ylabel="mel bin")
+            ax.set(xlabel="s", ylabel="mel bin", title=caption)
         for ax in list(axes.flat)[len(mels) :]:
             ax.axis("off")
         fig.tight_layout()

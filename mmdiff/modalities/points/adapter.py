@@ -8,29 +8,25 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..labels import class_conditions
+from ...modality import ModalityAdapter
 
 
-class PointsAdapter:
-    """Points in R^``dim``; class-conditional when ``num_classes > 0`` (labels ``0..num_classes-1``, null = ``num_classes``)."""
+class PointsAdapter(ModalityAdapter):
+    """Points in R^``dim``: identity encoding, ``.npy``/``.csv`` files, a scatter-plot preview coloured by caption."""
 
-    def __init__(self, dim: int = 2, num_classes: int = 0):
-        self.dim, self.num_classes = dim, num_classes
+    def __init__(self, dim: int = 2):
+        self.dim = dim
 
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
-        cond = {"label": batch["label"]} if self.num_classes > 0 else {}
-        return batch["x"].float(), cond
+        return batch["x"].float(), {}
 
     def decode(self, x: Tensor) -> list[np.ndarray]:
         return [row for row in x.detach().float().cpu().numpy()]
 
     def sample_shape(self, length: float | None = None) -> tuple[int, ...]:
         if length is not None:
-            raise ValueError("points have no length; leave length unset")
+            raise ValueError("length: points have no length; leave it unset")
         return (self.dim,)
-
-    def conditions(self, n: int, device: Any = "cpu", **request: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return class_conditions(n, self.num_classes, device, **request)
 
     def write(self, items: list[np.ndarray], directory: Path, prefix: str = "points") -> list[Path]:
         directory = Path(directory)
@@ -41,15 +37,21 @@ class PointsAdapter:
         np.savetxt(csv, array, delimiter=",", header=",".join(f"x{i}" for i in range(array.shape[1])), comments="")
         return [npy, csv]
 
-    def preview(self, items: list[np.ndarray], path: Path) -> Path:
+    def preview(self, items: list[np.ndarray], path: Path, captions: list[str] | None = None) -> Path:
+        """A scatter plot of the points, coloured by the first line of their captions (the condition)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         array = np.stack(items)
+        groups = [c.splitlines()[0] if c else "" for c in captions] if captions else [""] * len(items)
         fig, ax = plt.subplots(figsize=(4, 4))
-        ax.scatter(array[:, 0], array[:, 1 % array.shape[1]], s=4, alpha=0.6)
+        for group in sorted(set(groups)):
+            rows = [i for i, g in enumerate(groups) if g == group]
+            ax.scatter(array[rows, 0], array[rows, 1 % array.shape[1]], s=4, alpha=0.6, label=group or None)
+        if any(groups):
+            ax.legend(fontsize=6, markerscale=3, loc="upper right")
         ax.set(aspect="equal", title=f"{len(items)} generated points")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,33 +15,29 @@ import torch
 from torch import Tensor
 
 from ...core.noise import draw
-from ..labels import class_conditions
+from ...modality import ModalityAdapter
 
 #: Channels of the known-frame condition: RGB of the known frames and the mask.
 CONCAT_CHANNELS = 4
 
 
-class VideoAdapter:
+class VideoAdapter(ModalityAdapter):
     """Video modality adapter (see :class:`mmdiff.modality.ModalityAdapter`).
 
     Args:
         num_frames: default clip length in frames (generation; training takes the data's).
         resolution: ``(H, W)`` of the clips.
         fps: frame rate of written files.
-        num_classes: class-conditional when > 0.
         known_frames: probability during training that a sample gets known frames as input (0 disables).
         max_known: at most this many leading frames are known (at least 1 when any are).
         gif: also write a GIF beside each mp4.
     """
-
-    takes_known_frames = True
 
     def __init__(
         self,
         num_frames: int = 16,
         resolution: tuple[int, int] = (32, 32),
         fps: float = 8.0,
-        num_classes: int = 0,
         known_frames: float = 0.5,
         max_known: int = 4,
         gif: bool = True,
@@ -49,7 +45,7 @@ class VideoAdapter:
         if not 0.0 <= known_frames <= 1.0:
             raise ValueError(f"known_frames is a probability in [0, 1], got {known_frames}")
         self.num_frames, self.resolution, self.fps = num_frames, tuple(resolution), fps
-        self.num_classes, self.known_frames, self.max_known, self.gif = num_classes, known_frames, max_known, gif
+        self.known_frames, self.max_known, self.gif = known_frames, max_known, gif
 
     # ---- known frames ------------------------------------------------------------------------------------------
     def known_concat(self, x0: Tensor, mask: Tensor) -> Tensor:
@@ -74,9 +70,7 @@ class VideoAdapter:
                 f"in [0, 1], got {tuple(video.shape)}"
             )
         x0 = video.float() * 2 - 1
-        cond = {"label": batch["label"]} if self.num_classes > 0 else {}
-        cond["concat"] = self.known_concat(x0, self.random_known_mask(x0, generator))
-        return x0, cond
+        return x0, {"concat": self.known_concat(x0, self.random_known_mask(x0, generator))}
 
     def decode(self, x: Tensor) -> list[Tensor]:
         return list(((x.float().clamp(-1, 1) + 1) / 2).cpu())  # each (3, F, H, W) in [0, 1]
@@ -87,18 +81,6 @@ class VideoAdapter:
         if float(length) != int(length) or int(length) < 1:
             raise ValueError(f"length is a whole number of frames >= 1, got {length}")
         return (3, int(length), *self.resolution)
-
-    def conditions(
-        self, n: int, device: Any = "cpu", known: Tensor | None = None, known_mask: Tensor | None = None, **request: Any
-    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Class labels (``label=``) plus, when given, known frames ``known (n, 3, F, H, W)`` in [-1, 1] with
-        ``known_mask`` (1 on known frames); without them the network sees no known frames (a zero ``concat``)."""
-        cond, null = class_conditions(n, self.num_classes, device, **request)
-        if known is not None:
-            if known_mask is None:
-                raise ValueError("known frames need known_mask (1 on the frames that are given)")
-            cond["concat"] = self.known_concat(known.to(device), known_mask.to(device))
-        return cond, null
 
     def write(self, items: list[Tensor], directory: Path, prefix: str = "sample") -> list[Path]:
         from .io import write_gif, write_mp4
@@ -111,15 +93,16 @@ class VideoAdapter:
                 write_gif(directory / f"{prefix}_{i:03d}.gif", clip, self.fps)
         return paths
 
-    def preview(self, items: list[Tensor], path: Path, min_side: int = 64) -> Path:
-        """A PNG grid: one row per clip, up to 8 frames; small frames are enlarged (nearest) to ``min_side`` px."""
+    def preview(self, items: list[Tensor], path: Path, captions: list[str] | None = None, min_side: int = 64) -> Path:
+        """A PNG grid: one row per clip headed by its caption, up to 8 frames; small frames are enlarged (nearest) to
+        ``min_side`` px."""
         from .io import write_frame_grid
 
         scale = max(1, -(-min_side // min(self.resolution)))  # ceil
         big = [
             torch.nn.functional.interpolate(clip.transpose(0, 1), scale_factor=scale).transpose(0, 1) for clip in items
         ]  # (3, F, H * scale, W * scale)
-        return write_frame_grid(path, big, max_frames=8)
+        return write_frame_grid(path, big, max_frames=8, captions=captions)
 
     # ---- editing -----------------------------------------------------------------------------------------------
     def load_init(self, source: str | Path | Tensor, length: float | None = None) -> Tensor:
@@ -139,6 +122,11 @@ class VideoAdapter:
         if clip.shape[1] < frames:
             clip = torch.cat([clip, clip[:, -1:].expand(-1, frames - clip.shape[1], -1, -1)], dim=1)
         return clip[:, :frames] * 2 - 1
+
+    def known_conditions(self, known: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """The known-frame input ``concat (B, 4, F, H, W)`` for frames ``known (B, 3, F, H, W)`` in [-1, 1] that are
+        given where ``mask`` is 1: the network was trained to continue such frames (image-to-video, prediction)."""
+        return {"concat": self.known_concat(known, mask.to(known.device))}
 
     def range_mask(self, shape: tuple[int, ...], start: float, end: float) -> Tensor:
         """``(1, 1, F, 1, 1)``: 1 on frames ``start <= f < end``."""

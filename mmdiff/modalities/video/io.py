@@ -416,8 +416,11 @@ def write_gif(path: str | Path, frames: Tensor | np.ndarray, fps: float) -> Path
     return path
 
 
-def write_frame_grid(path: str | Path, clips: list[Tensor] | Tensor, max_frames: int = 8) -> Path:
-    """A PNG preview: one row per clip ``(3, F, H, W)`` in [0, 1], up to ``max_frames`` evenly spaced frames a row.
+def write_frame_grid(
+    path: str | Path, clips: list[Tensor] | Tensor, max_frames: int = 8, captions: list[str] | None = None
+) -> Path:
+    """A PNG preview: one row per clip ``(3, F, H, W)`` in [0, 1], up to ``max_frames`` evenly spaced frames a row,
+    each row headed by its caption (class, seed) when ``captions`` are given.
 
     Cells are separated (and framed) by 2 px white gaps; clips of different sizes or lengths share the grid, each
     frame placed at the top-left of a cell as large as the largest frame. Parent folders are created.
@@ -429,13 +432,22 @@ def write_frame_grid(path: str | Path, clips: list[Tensor] | Tensor, max_frames:
         raise ValueError("write_frame_grid needs at least one clip")
     cell_h, cell_w = max(r.shape[1] for r in rows), max(r.shape[2] for r in rows)
     columns = min(max_frames, max(r.shape[0] for r in rows))
-    grid = np.full((_GAP + len(rows) * (cell_h + _GAP), _GAP + columns * (cell_w + _GAP), 3), 255, np.uint8)
+    lines = [str(c).splitlines() for c in captions] if captions else []
+    margin = 6 * max((len(line) for caption in lines for line in caption), default=0) + (2 * _GAP if lines else 0)
+    grid = np.full((_GAP + len(rows) * (cell_h + _GAP), margin + _GAP + columns * (cell_w + _GAP), 3), 255, np.uint8)
     for i, row in enumerate(rows):
         picks = np.unique(np.linspace(0, row.shape[0] - 1, min(max_frames, row.shape[0])).round().astype(int))
         for j, frame in enumerate(row[picks]):
-            top, left = _GAP + i * (cell_h + _GAP), _GAP + j * (cell_w + _GAP)
+            top, left = _GAP + i * (cell_h + _GAP), margin + _GAP + j * (cell_w + _GAP)
             grid[top : top + frame.shape[0], left : left + frame.shape[1]] = frame
+    image = Image.fromarray(grid)
+    if lines:
+        from PIL import ImageDraw
+
+        draw = ImageDraw.Draw(image)
+        for i, caption in enumerate(lines):
+            draw.multiline_text((_GAP, _GAP + i * (cell_h + _GAP)), "\n".join(caption), fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path, format="PNG")
+    image.save(path, format="PNG")
     return path

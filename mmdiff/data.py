@@ -1,0 +1,33 @@
+"""The dataset contract every data source meets: items keyed by ``(index, seed)``.
+
+The trainer asks for item ``(index, item_seed)``; the dataset derives every random choice of that item (a crop's
+start, an augmentation) from ``item_seed`` alone, so a resumed or multi-process run sees exactly the items an
+uninterrupted single-process run would (see :mod:`mmdiff.train.stream`). Items are dicts of tensors and plain values
+that the adapter's ``encode`` and the conditioner read (``"audio"``, ``"video"``, ``"label"`` ...).
+
+A dataset that knows its classes says so with ``num_classes`` (0: unlabelled) and optionally ``class_names``; the
+class count of a run is taken from there (``num_classes: auto``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class SeededDataset(Protocol):
+    """``len(dataset)`` items; ``dataset[(index, item_seed)] -> dict`` (an int index alone uses a fixed seed)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]: ...
+
+
+def dataset_classes(dataset: Any) -> tuple[int | None, list[str]]:
+    """``(num_classes, class_names)`` that ``dataset`` declares (0: unlabelled); ``(None, [])`` when it declares
+    nothing about classes."""
+    count = getattr(dataset, "num_classes", None)
+    if count is None:
+        return None, []
+    names = [str(n) for n in (getattr(dataset, "class_names", None) or [])]
+    return int(count), names if len(names) == int(count) else []

@@ -1,0 +1,280 @@
+"""Generation, written once for the pipeline, the CLI and the trainer's demo samples.
+
+:class:`GenerateOptions` is the one definition of what a generation call takes: ``pipe.generate(...)``,
+``mmdiff sample key=value``, the trainer's demo samples and the ``generate:`` config node all read their keys from it,
+so an option cannot be reachable in one place and missing in another. Conditions (``label=``, later ``prompt=``)
+are not options: they belong to the run's conditioner, which names the keys it takes.
+
+:func:`generate` runs one call: validate the options before any work, build the conditions, sample with the core,
+and decode each sample under its own seed, so any sample can be regenerated alone from its seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .conditioners import Conditioner
+from .core import SPACINGS, resolve_sampler, sample
+from .modality import ModalityAdapter
+
+#: Options that only some samplers take; passed to the sampler when set, refused when it does not take them.
+SAMPLER_OPTIONS = ("eta", "s_churn", "s_noise")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Every option of a generation call (defaults: the run's ``generate:`` config, then these).
+
+    Args:
+        num_samples: how many items (``n`` in ``pipe.generate(n)`` and ``mmdiff sample n=``).
+        seed: base seed (sample ``i`` uses ``seed + i``) or one seed per sample.
+        sampler: a name from :data:`mmdiff.core.SAMPLERS` or ``"diffusers:<SchedulerClass>"``.
+        steps: sampler steps.
+        spacing: how the steps are spread over the noise levels (``karras``, ``trailing``, ...).
+        sigma_min: smallest noise level (default: the schedule's).
+        sigma_max: largest noise level (default: the schedule's).
+        guidance_scale: classifier-free guidance scale (1: off).
+        guidance_rescale: guidance rescale in [0, 1] (Lin et al. 2023).
+        guidance_interval: ``(sigma_lo, sigma_hi)``: guide only there (Kynkäänniemi et al. 2024).
+        eta: noise of the stochastic samplers (``dpmpp_2m_sde``, ``euler_ancestral``, ``ddim`` ...).
+        s_churn: EDM's stochastic churn (``euler``, ``heun``).
+        s_noise: scale of the injected noise (the stochastic samplers).
+        length: media length in the adapter's unit (seconds of audio, video frames); default: the adapter's.
+        init: media to edit (a file, a decoded item, or a batch in the model's space).
+        strength: SDEdit strength in (0, 1] with ``init`` (1 regenerates fully).
+        keep: ``(start, end)``: keep that range of ``init`` and generate the rest (inpainting, continuation).
+    """
+
+    num_samples: int = 4
+    seed: int | Sequence[int] = 0
+    sampler: str = "dpmpp_2m"
+    steps: int = 25
+    spacing: str = "trailing"
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    guidance_scale: float = 1.0
+    guidance_rescale: float = 0.0
+    guidance_interval: Sequence[float] | None = None
+    eta: float | None = None
+    s_churn: float | None = None
+    s_noise: float | None = None
+    length: float | None = None
+    init: Any = None
+    strength: float = 1.0
+    keep: Sequence[float] | None = None
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "generate") -> GenerateOptions:
+        """Options from a mapping (a config node, CLI arguments); an unknown key is a one-line error naming it."""
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise ValueError(f"{where}: unknown option(s) {unknown}; valid options: {', '.join(cls.keys())}")
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> GenerateOptions:
+        return dataclasses.replace(self, **changes)
+
+    def seeds(self) -> list[int]:
+        """One seed per sample."""
+        if isinstance(self.seed, int):
+            return [self.seed + i for i in range(self.num_samples)]
+        return [int(s) for s in self.seed]
+
+    def sampler_options(self) -> dict[str, float]:
+        """The sampler-specific options that are set, checked against the sampler's own parameters."""
+        chosen = {k: getattr(self, k) for k in SAMPLER_OPTIONS if getattr(self, k) is not None}
+        if chosen:
+            run = resolve_sampler(self.sampler)
+            takes = set(inspect.signature(run).parameters)
+            refused = sorted(set(chosen) - takes)
+            if refused:
+                which = ", ".join(k for k in SAMPLER_OPTIONS if k in takes) or "none of them"
+                raise ValueError(f"{refused[0]}: sampler {self.sampler!r} does not take it (it takes: {which})")
+        return chosen
+
+    def check(self) -> None:
+        """Validate every value before any work: one-line errors that name the option and what it expects."""
+        _whole(self.num_samples, "n (num_samples)")
+        _whole(self.steps, "steps")
+        if not isinstance(self.seed, int):
+            if isinstance(self.seed, (str, bytes)) or len(self.seed) != self.num_samples:
+                raise ValueError(
+                    f"seed: expected one integer or {self.num_samples} (one per sample), got {self.seed!r}"
+                )
+        resolve_sampler(self.sampler)
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing: expected one of {', '.join(SPACINGS)}, got {self.spacing!r}")
+        if not (_number(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ValueError(f"guidance_scale: expected a number >= 0 (1: no guidance), got {self.guidance_scale!r}")
+        if not (_number(self.guidance_rescale) and 0 <= self.guidance_rescale <= 1):
+            raise ValueError(f"guidance_rescale: expected a number in [0, 1], got {self.guidance_rescale!r}")
+        for key in ("sigma_min", "sigma_max", "eta", "s_churn", "s_noise"):
+            value = getattr(self, key)
+            if value is not None and not (_number(value) and value >= 0):
+                raise ValueError(f"{key}: expected a number >= 0, got {value!r}")
+        if self.sigma_min is not None and self.sigma_max is not None and self.sigma_min >= self.sigma_max:
+            raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        _pair(self.guidance_interval, "guidance_interval", "(sigma_lo, sigma_hi)")
+        _pair(self.keep, "keep", "(start, end)")
+        if self.length is not None and not (_number(self.length) and 0 < self.length < math.inf):
+            raise ValueError(f"length: expected a positive number (seconds, frames), got {self.length!r}")
+        if not (_number(self.strength) and 0 < self.strength <= 1):
+            raise ValueError(f"strength: expected a number in (0, 1], got {self.strength!r}")
+        if (self.strength != 1 or self.keep is not None) and self.init is None:
+            raise ValueError("init: strength < 1 and keep=(start, end) edit an input: give init=FILE")
+        self.sampler_options()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a whole number >= 1, got {value!r}")
+
+
+def _pair(value: Any, name: str, form: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)) or len(value) != 2 or not all(_number(v) for v in value):
+        raise ValueError(f"{name}: expected two numbers {form}, got {value!r}")
+    if not 0 <= value[0] < value[1]:
+        raise ValueError(f"{name}: expected 0 <= {form.strip('()').replace(', ', ' < ')}, got {tuple(value)}")
+
+
+def split_options(
+    options: Mapping[str, Any], conditioner: Conditioner, extra: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options into ``(generate options, condition requests)``; an unknown key is a one-line error
+    that lists every valid key (``extra``: keys the caller handles itself, listed too)."""
+    opts, request = {}, {}
+    for key, value in options.items():
+        if key in GenerateOptions.keys():
+            opts[key] = value
+        elif key in conditioner.request_keys:
+            request[key] = value
+        else:
+            valid = sorted({*GenerateOptions.keys(), *conditioner.request_keys, *extra} - {"num_samples"} | {"n"})
+            raise ValueError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
+    return opts, request
+
+
+class Samples(list):
+    """Generated media items (a list), with each sample's ``seeds`` and ``captions`` (condition and seed)."""
+
+    def __init__(self, items: Sequence[Any], seeds: Sequence[int], captions: Sequence[str]):
+        super().__init__(items)
+        self.seeds, self.captions = list(seeds), list(captions)
+
+
+def generate(
+    adapter: ModalityAdapter,
+    conditioner: Conditioner,
+    denoiser: Any,
+    options: GenerateOptions,
+    *,
+    schedule: Any = None,
+    device: Any = "cpu",
+    progress: bool = False,
+    request: Mapping[str, Any] | None = None,
+) -> Samples:
+    """Sample ``options.num_samples`` items and decode them to media.
+
+    ``request`` holds condition requests for the conditioner (``label=3``). Sample ``i`` is made from seed
+    ``seeds[i]`` alone (noise and decoding), in any batch.
+    """
+    options.check()
+    device = torch.device(device)
+    n, seeds = options.num_samples, options.seeds()
+    init = _init_batch(adapter, options, n, device)
+    shape = (n, *(init.shape[1:] if init is not None else adapter.sample_shape(options.length)))
+    _check_memory(shape, device)
+    cond = conditioner.request(n, device, **dict(request or {}))
+    mask = None
+    if options.keep is not None:
+        mask = adapter.range_mask(shape, *options.keep).to(device)
+        cond.update(adapter.known_conditions(init, mask))
+    null = conditioner.null()
+    guided = options.guidance_scale != 1.0 and bool(null)
+    x = sample(
+        denoiser,
+        shape,
+        sampler=options.sampler,
+        steps=options.steps,
+        seed=seeds,
+        schedule=schedule,
+        spacing=options.spacing,
+        sigma_min=options.sigma_min,
+        sigma_max=options.sigma_max,
+        cond=cond,
+        guidance_scale=options.guidance_scale if guided else 1.0,
+        null_cond=null if guided else None,
+        guidance_rescale=options.guidance_rescale,
+        guidance_interval=tuple(options.guidance_interval) if options.guidance_interval else None,
+        init=init,
+        strength=options.strength,
+        mask=mask,
+        device=device,
+        progress=progress,
+        **options.sampler_options(),
+    )
+    described = conditioner.describe(cond) or [""] * n
+    captions = [f"{what}\nseed {seed}" if what else f"seed {seed}" for what, seed in zip(described, seeds)]
+    return Samples(decode_seeded(adapter, x, seeds), seeds, captions)
+
+
+def decode_seeded(adapter: ModalityAdapter, x: Tensor, seeds: Sequence[int]) -> list[Any]:
+    """Decode each sample of ``x (B, ...)`` alone with torch's RNG seeded by its seed, so a decoder that draws random
+    numbers (Griffin-Lim's initial phase) gives the same media for a seed in any batch; the caller's RNG state is
+    restored afterwards."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    items: list[Any] = []
+    for row, seed in zip(x, seeds):
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            items.extend(adapter.decode(row[None]))
+    return items
+
+
+def _init_batch(adapter: ModalityAdapter, options: GenerateOptions, n: int, device: torch.device) -> Tensor | None:
+    """``init`` as a batch ``(n, ...)`` in the model's space: a batch tensor as given, else one media item (a file
+    or a decoded item) loaded by the adapter and repeated."""
+    init = options.init
+    if init is None:
+        return None
+    per_sample = adapter.sample_shape(options.length)
+    if torch.is_tensor(init) and init.ndim == len(per_sample) + 1:
+        if init.shape[0] != n:
+            raise ValueError(f"init: a batch of {init.shape[0]} for n={n} samples")
+        return init.to(device).float()
+    item = adapter.load_init(init, options.length)  # (per-sample shape)
+    return item[None].expand(n, *item.shape).to(device)
+
+
+def _check_memory(shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse a request whose sampler state alone would not fit (a mistyped ``length``), before any work."""
+    need = 8 * 4 * math.prod(shape)  # float32 x, noise, denoised, history and guidance copies: a floor, not an estimate
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ValueError(
+            f"n/length: {shape[0]} sample(s) of shape {tuple(shape[1:])} need at least {need / 2**30:.1f} GiB for the "
+            f"sampler's tensors alone, more than the {have / 2**30:.1f} GiB of this {device.type} device; "
+            "ask for fewer samples or a shorter length"
+        )
