@@ -153,13 +153,13 @@ def parse_key_values(argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def _load_for(command: str, argv: list[str]):
-    """Parse ``key=value`` options of ``command``, load the run they name and check every other key against the
+def _load_for(command: str, given: dict[str, Any]):
+    """Load the run that the parsed ``key=value`` options of ``command`` name and check every other key against the
     run's generation options and conditions: ``(pipeline, run options, generation options)``."""
     from .generation import split_options
     from .pipeline import load
 
-    opts = parse_key_values(argv)
+    opts = dict(given)
     if "run" not in opts:
         raise ValueError("run=PATH is required (a run directory or a checkpoint folder)")
     own = SAMPLE_KEYS if command == "sample" else EVAL_KEYS
@@ -228,7 +228,7 @@ def _sample(argv: list[str]) -> int:
         return code
     given = parse_key_values(argv)
     out = _output_folder(Path(str(given.get("run", "."))), given.get("out"), bool(given.get("overwrite")))
-    pipe, mine, opts = _load_for("sample", argv)
+    pipe, mine, opts = _load_for("sample", given)
     items = pipe.generate(progress=bool(mine.get("progress", True)), **opts)
     paths = pipe.save(items, out)
     one_per_item = len(paths) == len(items)  # audio, video: a file each; points: one array file for all
@@ -245,7 +245,7 @@ def _eval(argv: list[str]) -> int:
 
     if (code := _usage("eval", argv)) is not None:
         return code
-    pipe, mine, opts = _load_for("eval", argv)
+    pipe, mine, opts = _load_for("eval", parse_key_values(argv))
     if pipe.config.get("evaluator") is None:
         raise ValueError(
             "this run's config has no evaluator (evaluator: null); pick one with evaluator=NAME in training"
