@@ -63,7 +63,7 @@ def _run_training(cfg) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from .components import build_model, generate_defaults, resolve_classes
+    from .components import build_model, build_network, generate_defaults, resolve_classes
     from .train import Trainer
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -73,10 +73,11 @@ def _run_training(cfg) -> None:
     dataset = instantiate(cfg.data)
     resolve_classes(cfg, dataset)  # num_classes: auto -> the data's; before the net and conditioner read it
     settings: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    conditioner = instantiate(cfg.conditioner)
     trainer = Trainer(
         adapter=instantiate(cfg.adapter),
-        conditioner=instantiate(cfg.conditioner),
-        net=instantiate(cfg.net),
+        conditioner=conditioner,
+        net=build_network(cfg, conditioner),
         dataset=dataset,
         objective=instantiate(cfg.objective, model=build_model(cfg)),
         optimizer=instantiate(cfg.optim),
@@ -139,13 +140,21 @@ SAMPLE_KEYS = (*RUN_KEYS, "out", "overwrite")
 EVAL_KEYS = (*RUN_KEYS, "out")
 
 
+#: Keys whose value is free text, taken as written (a prompt "yes: loud" is not YAML); a list is written [a, b].
+TEXT_KEYS = ("prompt", "negative_prompt")
+
+
 def parse_key_values(argv: list[str]) -> dict[str, Any]:
-    """``key=value`` arguments with YAML-typed values (``n=4``, ``keep=[0,1]``, ``label=organ``)."""
+    """``key=value`` arguments with YAML-typed values (``n=4``, ``keep=[0,1]``, ``label=organ``); prompts are text
+    as written unless they are a YAML list (``prompt=[a red circle, a blue square]``)."""
     out: dict[str, Any] = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or not key:
             raise ValueError(f"expected key=value, got {arg!r}")
+        if key in TEXT_KEYS and not value.lstrip().startswith("["):
+            out[key] = value
+            continue
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -218,7 +227,9 @@ def _usage(command: str, argv: list[str]) -> int | None:
 
         own = SAMPLE_KEYS if command == "sample" else EVAL_KEYS
         options = sorted({*own, *GenerateOptions.keys()} - {"num_samples"})
-        print(f"usage: {COMMANDS[command]}\noptions: {', '.join(options)}, and the run's conditions (label=...)")
+        print(
+            f"usage: {COMMANDS[command]}\noptions: {', '.join(options)}, and the run's conditions (label=..., prompt=...)"
+        )
         return 0 if argv else 2
     return None
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
+from .conditioners import Conditioner, with_encoder
 from .core import DiffusionModel
 from .data import dataset_classes
 from .generation import GenerateOptions
@@ -20,6 +22,12 @@ from .generation import GenerateOptions
 def build_model(cfg: DictConfig) -> DiffusionModel:
     """The schedule and the parameterisation the network is trained under and sampled with."""
     return DiffusionModel(instantiate(cfg.schedule), cfg.parameterization)
+
+
+def build_network(cfg: DictConfig, conditioner: Conditioner) -> nn.Module:
+    """The network of ``cfg.net``, with the conditioner's encoder in front when it has one (text): the module the
+    trainer trains and checkpoints and :func:`mmdiff.load` fills with weights."""
+    return with_encoder(instantiate(cfg.net), conditioner)
 
 
 def generate_defaults(cfg: DictConfig) -> GenerateOptions:

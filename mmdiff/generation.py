@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .conditioners import Conditioner
+from .conditioners import Conditioner, guidance_null
 from .core import SPACINGS, resolve_sampler, sample
 from .modality import ModalityAdapter
 
@@ -208,8 +208,10 @@ def generate(
     if options.keep is not None:
         mask = adapter.range_mask(shape, *options.keep).to(device)
         cond.update(adapter.known_conditions(init, mask))
-    null = conditioner.null()
+    null = guidance_null(conditioner, n, device, dict(request or {}))
     guided = options.guidance_scale != 1.0 and bool(null)
+    if (request or {}).get("negative_prompt") is not None and not guided:
+        raise ValueError("negative_prompt: works through guidance; set guidance_scale above 1 (e.g. 3)")
     x = sample(
         denoiser,
         shape,

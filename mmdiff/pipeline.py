@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .checkpoints import find_checkpoint, load_weights
-from .components import build_model, generate_defaults
+from .components import build_model, build_network, generate_defaults
 from .conditioners import Conditioner
 from .core import DiffusionModel
 from .generation import GenerateOptions, Samples, generate, split_options
@@ -58,12 +58,13 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, weights: dict[str, torch.Tensor] | None = None, device: Any = "cpu"):
-        net = instantiate(cfg.net)
+        conditioner = instantiate(cfg.conditioner)
+        net = build_network(cfg, conditioner)
         if weights is not None:
             net.load_state_dict(weights)
         return cls(
             instantiate(cfg.adapter),
-            instantiate(cfg.conditioner),
+            conditioner,
             net,
             build_model(cfg),
             generate_defaults(cfg),

@@ -20,6 +20,10 @@ class Conditioner(Protocol):
     * ``dropout``: the share of training samples whose conditions are replaced by the null condition;
     * ``request(n, device, **request)``: user requests -> condition tensors for ``n`` samples;
     * ``describe(cond)``: one short caption per sample (``"organ"``), for previews and file listings.
+
+    Optional: ``request_null(n, device, **request)`` gives the guidance's unconditional branch for a request (text:
+    the negative prompt), and ``encoder(out_dim)`` a module that encodes the conditions inside the network (text: a
+    transformer trained with it; see :mod:`mmdiff.conditioners.network`).
     """
 
     request_keys: tuple[str, ...]
@@ -42,6 +46,13 @@ def training_conditions(conditioner: Conditioner, batch: Mapping[str, Any], gene
     if not cond or not null or conditioner.dropout == 0:
         return cond
     return drop_conditions(cond, null, conditioner.dropout, generator)
+
+
+def guidance_null(conditioner: Conditioner, n: int, device: Any, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The null conditions classifier-free guidance contrasts a request with: the conditioner's ``request_null``
+    when it has one (a negative prompt), else its plain ``null()``."""
+    custom = getattr(conditioner, "request_null", None)
+    return custom(n, device, **request) if custom is not None else conditioner.null()
 
 
 def check_request(conditioner: Conditioner, request: Mapping[str, Any]) -> None:

@@ -165,6 +165,49 @@ class TemporalAttention(nn.Module):
         return x + out.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
 
 
+class CrossAttention(nn.Module):
+    """Attention from every position of ``x (B, C, *S)`` to the tokens of a condition ``context (B, L, D)`` (text),
+    residual, as in the latent diffusion U-Net (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent
+    Diffusion Models"). ``context_mask (B, L)`` is True on real tokens; padding is not attended to.
+
+    Each query attends to the text on its own (softmax over the ``L`` keys), so flattening all positions is exactly
+    "every frame's tokens attend to the text" for video; with ``per_frame`` the norm also works per frame, as in the
+    factorised video network. The output layer starts at zero: a network that gets no context, or a fresh one,
+    behaves as before. Without ``context`` the block is the identity.
+    """
+
+    takes_context = True
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4, per_frame: bool = False):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
+        self.heads = heads
+        self.norm = group_norm(channels, per_frame=per_frame)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.out = zero_init(nn.Linear(channels, channels))
+
+    def forward(
+        self, x: Tensor, emb: Tensor | None = None, context: Tensor | None = None, context_mask: Tensor | None = None
+    ) -> Tensor:
+        if context is None:
+            return x
+        b, c, *spatial = x.shape
+        d = c // self.heads
+        h = self.norm(x).reshape(b, c, -1).transpose(1, 2)  # (B, N, C)
+        q = self.q(h).reshape(b, -1, self.heads, d).transpose(1, 2)  # (B, heads, N, d)
+        k, v = self.kv(context.to(h.dtype)).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, L, d)
+        mask = None
+        if context_mask is not None:
+            mask = context_mask.bool().clone()
+            mask[:, 0] = True  # never a row with nothing to attend to (softmax over no keys is NaN)
+            mask = mask[:, None, None, :]  # (B, 1, 1, L)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, d)
+        out = self.out(out.transpose(1, 2).reshape(b, -1, c))  # (B, N, C)
+        return x + out.transpose(1, 2).reshape(b, c, *spatial)
+
+
 class Downsample(nn.Module):
     """Strided convolution by ``factor`` per axis (e.g. 2 for audio, ``(1, 2, 2)`` for space-only video)."""
 
@@ -190,8 +233,9 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
 
 
-def checkpointed(module: nn.Module, x: Tensor, emb: Tensor, enabled: bool) -> Tensor:
-    """Run ``module(x, emb)``, recomputing its activations in the backward pass when ``enabled`` (saves memory)."""
+def checkpointed(module: nn.Module, x: Tensor, emb: Tensor, enabled: bool, *extra: Tensor | None) -> Tensor:
+    """Run ``module(x, emb, *extra)``, recomputing its activations in the backward pass when ``enabled`` (saves
+    memory). ``extra``: the context and its mask, for blocks that take them."""
     if enabled and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(module, x, emb, use_reentrant=False)
-    return module(x, emb)
+        return torch.utils.checkpoint.checkpoint(module, x, emb, *extra, use_reentrant=False)
+    return module(x, emb, *extra)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .blocks import (
     Attention,
+    CrossAttention,
     Downsample,
     ResBlock,
     SpatialAttention,
@@ -28,7 +29,8 @@ from .embeddings import ConditionEmbedding, TimestepEmbedding
 
 
 class UNet(nn.Module):
-    """``net(x_t (B, C, *S), t (B,), label=(B,), concat=(B, C_cat, *S)) -> (B, C_out, *S)``.
+    """``net(x_t (B, C, *S), t (B,), label=(B,), concat=(B, C_cat, *S), context=(B, L, D), context_mask=(B, L),
+    pooled=(B, D)) -> (B, C_out, *S)``.
 
     Args:
         dims: 1, 2 or 3 spatial dims.
@@ -49,6 +51,11 @@ class UNet(nn.Module):
             (the temporal parts start at zero).
         concat_channels: extra input channels given as ``concat=(B, concat_channels, *S)`` (e.g. known frames and
             their mask), joined to ``x_t`` before the first convolution; zeros when not given.
+        context_dim: width ``D`` of condition tokens ``context (B, L, D)`` (text); > 0 adds cross-attention
+            (:class:`~mmdiff.nn.blocks.CrossAttention`) after each residual block of the ``cross_attention_levels``
+            and in the middle, and adds ``pooled (B, D)`` (one vector per sample) to the timestep embedding. Both start
+            at zero, so the network is the unconditional one until it learns to listen.
+        cross_attention_levels: levels with cross-attention (default: the ``attention_levels``).
     """
 
     def __init__(
@@ -68,24 +75,33 @@ class UNet(nn.Module):
         gradient_checkpointing: bool = False,
         factorized: bool = False,
         concat_channels: int = 0,
+        context_dim: int = 0,
+        cross_attention_levels: Sequence[int] | None = None,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
         self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
+        self.context_dim = context_dim
+        cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized)
 
-        def attention(width: int) -> list[nn.Module]:
-            if factorized:
-                return [SpatialAttention(width, heads), TemporalAttention(width, heads)]
-            return [Attention(width, heads)]
+        def attention(width: int, level: int | None = None) -> list[nn.Module]:
+            blocks = [SpatialAttention(width, heads), TemporalAttention(width, heads)] if factorized else []
+            blocks = blocks or [Attention(width, heads)]
+            if level is not None and level not in attention_levels:
+                blocks = []
+            if context_dim and (level is None or level in cross_levels):
+                blocks.append(CrossAttention(width, context_dim, heads, per_frame=factorized))
+            return blocks
 
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
         self.multiple = tuple(f ** (len(channel_mult) - 1) for f in factor)  # input sizes must be multiples of this
         emb_dim = 4 * channels
         self.time = TimestepEmbedding(emb_dim, scale=time_scale)
         self.cond = ConditionEmbedding(num_classes, emb_dim)
+        self.pooled = zero_init(nn.Linear(context_dim, emb_dim)) if context_dim else None
         self.inp = conv_block(dims, in_channels + concat_channels, channels, 3, factorized)
 
         widths = [channels * m for m in channel_mult]
@@ -93,9 +109,7 @@ class UNet(nn.Module):
         skips, ch = [channels], channels
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
-                blocks = [res(ch, width)]
-                if level in attention_levels:
-                    blocks += attention(width)
+                blocks = [res(ch, width), *attention(width, level)]
                 self.down.append(nn.ModuleList(blocks))
                 ch = width
                 skips.append(ch)
@@ -106,10 +120,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for i in range(num_res_blocks + 1):
-                blocks = [res(ch + skips.pop(), width)]
+                blocks = [res(ch + skips.pop(), width), *attention(width, level)]
                 ch = width
-                if level in attention_levels:
-                    blocks += attention(width)
                 if level > 0 and i == num_res_blocks:
                     blocks.append(Upsample(dims, ch, factor, factorized))
                 self.up.append(nn.ModuleList(blocks))
@@ -119,12 +131,22 @@ class UNet(nn.Module):
             zero_init(conv_block(dims, ch, out_channels, 3, factorized)),
         )
 
-    def _run(self, blocks: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+    def _run(self, blocks: nn.ModuleList, h: Tensor, emb: Tensor, context: tuple[Tensor | None, ...]) -> Tensor:
         for block in blocks:
-            h = checkpointed(block, h, emb, self.gradient_checkpointing and self.training)
+            extra = context if getattr(block, "takes_context", False) else ()
+            h = checkpointed(block, h, emb, self.gradient_checkpointing and self.training, *extra)
         return h
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None, concat: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        label: Tensor | None = None,
+        concat: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        pooled: Tensor | None = None,
+    ) -> Tensor:
         if self.concat_channels:  # no concat given = all zeros (for known frames: none known)
             if concat is None:
                 concat = x.new_zeros(x.shape[0], self.concat_channels, *x.shape[2:])
@@ -135,12 +157,19 @@ class UNet(nn.Module):
         if any(s % m for s, m in zip(sizes, self.multiple)):
             raise ValueError(f"UNet: input size {tuple(sizes)} must be a multiple of {self.multiple} on each axis")
         emb = self.time(t.to(x.device)) + self.cond(label, x.shape[0], x.device)  # (B, emb_dim)
+        if context is not None and not self.context_dim:
+            raise ValueError("UNet: got a context (text) but has no cross-attention; set net.context_dim")
+        if context is not None and context.shape[-1] != self.context_dim:
+            raise ValueError(f"UNet: context must be (B, L, {self.context_dim}), got {tuple(context.shape)}")
+        if pooled is not None and self.pooled is not None:
+            emb = emb + self.pooled(pooled.to(emb.dtype))
+        ctx = (context, context_mask)
         h = self.inp(x)
         hs = [h]
         for blocks in self.down:
-            h = self._run(blocks, h, emb)
+            h = self._run(blocks, h, emb, ctx)
             hs.append(h)
-        h = self._run(self.mid, h, emb)
+        h = self._run(self.mid, h, emb, ctx)
         for blocks in self.up:
-            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb)
+            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb, ctx)
         return self.out(h)

@@ -1,0 +1,215 @@
+"""Text prompts: captions -> token ids (the conditions) -> a text encoder -> cross-attention tokens for the network.
+
+One conditioner, two encoders, chosen by ``path``:
+
+* ``path: null`` (default): a small transformer over UTF-8 bytes, trained jointly with the diffusion network. Bytes
+  need no vocabulary file, so nothing is downloaded and any language or spelling works (as in ByT5, Xue et al. 2022).
+* ``path: /models/flan-t5-base``: a frozen Hugging Face text encoder from a local folder (T5 / Flan-T5, CLIP text,
+  CLAP text ...) with its own tokenizer (Imagen, Saharia et al. 2022, and AudioLDM 2 / Stable Audio use frozen T5
+  or CLAP encoders this way). Its weights stay out of the run's checkpoints; only a trainable projection is saved.
+
+The conditions the trainer and the samplers see are the token ids and their mask, ``text_ids (B, L)`` and
+``text_mask (B, L)``, so classifier-free-guidance dropout, negative prompts and batching work on them like on class
+labels. The encoder (:meth:`TextPrompts.encoder`) is a module put in front of the network by
+:class:`~mmdiff.conditioners.network.ConditionedNetwork`: trained, averaged (EMA), checkpointed and resumed with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import check_request
+
+log = logging.getLogger("mmdiff.conditioners")
+
+PAD, BOS = 0, 1  # byte ids are byte + 2
+BYTE_VOCAB = 258
+
+
+class TextPrompts:
+    """Text conditioning from the batch's ``caption`` field and ``prompt=`` requests.
+
+    Args:
+        path: a local Hugging Face model folder with a text encoder and its tokenizer (frozen); ``None``: the
+            built-in byte transformer, trained with the model.
+        max_length: tokens per caption (longer captions are cut; the byte encoder counts bytes plus one start token).
+        dropout: share of training captions replaced by the empty caption (classifier-free guidance).
+        prompts: default prompts, cycled when a generation call gives none (the demo samples written during
+            training and a bare ``mmdiff sample``).
+        lowercase: lower-case captions and prompts first (byte encoder: "Red" and "red" are then one word).
+        dim: width of the byte transformer,
+        layers: its layers,
+        heads: and its attention heads (unused with ``path``).
+        caption_key: the batch field holding the captions.
+    """
+
+    request_keys: tuple[str, ...] = ("prompt", "negative_prompt")
+
+    def __init__(
+        self,
+        path: str | None = None,
+        max_length: int = 128,
+        dropout: float = 0.1,
+        prompts: Sequence[str] = (),
+        lowercase: bool = True,
+        dim: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        caption_key: str = "caption",
+    ):
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"conditioner.dropout is a probability in [0, 1], got {dropout}")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        self.path, self.dropout, self.prompts = path, dropout, [str(p) for p in prompts]
+        self.lowercase, self.caption_key = lowercase, caption_key
+        self.dim, self.layers, self.heads = dim, layers, heads
+        self.tokenizer = None
+        if path is not None:
+            from .pretrained import check_model_folder, load_tokenizer
+
+            check_model_folder(path)
+            self.tokenizer = load_tokenizer(path)
+            max_length = min(max_length, self.tokenizer.model_max_length)
+        if max_length < 2:
+            raise ValueError(f"conditioner.max_length must be at least 2 tokens, got {max_length}")
+        self.max_length = int(max_length)
+
+    # ---- captions -> token ids ---------------------------------------------------------------------------------
+    def _clean(self, text: str) -> str:
+        text = " ".join(str(text).split())
+        return text.lower() if self.lowercase else text
+
+    def tokenize(self, texts: Sequence[str], device: Any = "cpu") -> dict[str, Tensor]:
+        """Captions -> ``{"text_ids": (B, L) int64, "text_mask": (B, L) bool}`` padded to ``max_length``."""
+        texts = [self._clean(t) for t in texts]
+        if self.tokenizer is not None:
+            out = self.tokenizer(
+                texts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+            ids, mask = out["input_ids"], out["attention_mask"].bool()
+        else:
+            ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.int64)
+            for row, text in enumerate(texts):
+                data = list(text.encode("utf-8"))[: self.max_length - 1]
+                ids[row, : len(data) + 1] = torch.tensor([BOS, *(b + 2 for b in data)])
+            mask = ids != PAD
+        return {"text_ids": ids.to(device), "text_mask": mask.to(device)}
+
+    def detokenize(self, ids: Tensor) -> list[str]:
+        """Token ids ``(B, L)`` -> the (cleaned, possibly cut) captions they hold."""
+        if self.tokenizer is not None:
+            return self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
+        return [bytes(i - 2 for i in row if i >= 2).decode("utf-8", errors="replace") for row in ids.tolist()]
+
+    # ---- the conditioner protocol ------------------------------------------------------------------------------
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        if self.caption_key not in batch:
+            raise ValueError(
+                f"the data gives no {self.caption_key!r} field, but the conditioner is text "
+                "(the built-in synths caption every clip; a folder reads metadata.csv / metadata.jsonl / .txt files)"
+            )
+        captions = batch[self.caption_key]
+        device = next((v.device for v in batch.values() if torch.is_tensor(v)), "cpu")
+        return self.tokenize([captions] if isinstance(captions, str) else list(captions), device)
+
+    def null(self) -> dict[str, Any]:
+        """The empty caption, one sample's ``(L,)`` ids and mask."""
+        return {k: v[0] for k, v in self.tokenize([""]).items()}
+
+    def _prompts(self, n: int, prompt: str | Sequence[str] | None, name: str) -> list[str]:
+        if prompt is None:
+            return [self.prompts[i % len(self.prompts)] if self.prompts else "" for i in range(n)]
+        values = [prompt] * n if isinstance(prompt, str) else [str(p) for p in prompt]
+        if len(values) != n:
+            raise ValueError(f"{name}: need one prompt or {n} (one per sample), got {len(values)}")
+        return values
+
+    def request(
+        self,
+        n: int,
+        device: Any = "cpu",
+        prompt: str | Sequence[str] | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        **request: Any,
+    ) -> dict[str, Tensor]:
+        """Token ids for ``n`` samples: one prompt for all, one per sample, or none (the default ``prompts``)."""
+        check_request(self, request)
+        prompts = self._prompts(n, prompt, "prompt")
+        self._warn_if_cut(prompts, "prompt")
+        return self.tokenize(prompts, device)
+
+    def _warn_if_cut(self, prompts: Sequence[str], name: str) -> None:
+        for text in dict.fromkeys(prompts):
+            clean = self._clean(text)
+            size = len(self.tokenizer(clean)["input_ids"]) if self.tokenizer is not None else len(clean.encode()) + 1
+            if size > self.max_length:
+                kept = self.detokenize(self.tokenize([text])["text_ids"])[0]
+                log.warning("%s cut to %d tokens (conditioner.max_length): %r", name, self.max_length, kept)
+
+    def request_null(
+        self,
+        n: int,
+        device: Any = "cpu",
+        prompt: Any = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        **request: Any,
+    ) -> dict[str, Any]:
+        """The guidance's other branch: the negative prompt(s) when given (guidance then steers away from them),
+        else the empty caption."""
+        if negative_prompt is None:
+            return self.null()
+        negatives = self._prompts(n, negative_prompt, "negative_prompt")
+        self._warn_if_cut(negatives, "negative_prompt")
+        return self.tokenize(negatives, device)
+
+    def describe(self, cond: Mapping[str, Tensor]) -> list[str]:
+        ids = cond.get("text_ids")
+        return [] if ids is None else [f'"{text}"' for text in self.detokenize(ids)]
+
+    # ---- the encoder -------------------------------------------------------------------------------------------
+    def encoder(self, out_dim: int) -> nn.Module:
+        """A fresh text encoder for a network whose cross-attention takes ``out_dim``-wide tokens."""
+        if self.path is not None:
+            from .pretrained import PretrainedTextEncoder
+
+            return PretrainedTextEncoder(self.path, out_dim)
+        return ByteTransformer(out_dim, self.dim, self.layers, self.heads, self.max_length)
+
+
+class ByteTransformer(nn.Module):
+    """A small transformer encoder over byte ids (pre-norm, learned positions), trained with the diffusion network.
+
+    ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
+    "pooled": (B, out_dim)}``; ``pooled`` is the mean over the caption's real tokens.
+    """
+
+    def __init__(self, out_dim: int, dim: int = 256, layers: int = 4, heads: int = 4, max_length: int = 128):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"conditioner.dim {dim} does not split into {heads} heads")
+        self.tokens = nn.Embedding(BYTE_VOCAB, dim, padding_idx=PAD)
+        self.positions = nn.Parameter(torch.randn(max_length, dim) / math.sqrt(dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, out_dim) if out_dim != dim else nn.Identity()
+
+    def forward(self, text_ids: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
+        length = text_ids.shape[1]
+        h = self.tokens(text_ids.long()) + self.positions[:length]  # (B, L, dim)
+        h = self.norm(self.layers(h, src_key_padding_mask=~text_mask.bool()))
+        context = self.proj(h)  # (B, L, out_dim)
+        return {"context": context, "context_mask": text_mask.bool(), "pooled": masked_mean(context, text_mask)}
+
+
+def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``tokens (B, L, D)`` over the positions where ``mask (B, L)`` is True -> ``(B, D)``."""
+    weights = mask.to(tokens.dtype)[..., None]  # (B, L, 1)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)

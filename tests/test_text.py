@@ -1,0 +1,297 @@
+"""Text conditioning: cross-attention in the shared blocks, the byte and the local Hugging Face encoders, guidance
+with prompts and negative prompts, and exact resume with an encoder trained jointly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmdiff.checkpoints import newest_checkpoint
+from mmdiff.conditioners import ConditionedNetwork, TextPrompts, training_conditions, with_encoder
+from mmdiff.core import DiffusionLoss, DiffusionModel, vp_cosine
+from mmdiff.generation import GenerateOptions, generate
+from mmdiff.modalities.audio import LogMelAdapter
+from mmdiff.nn import UNet
+from mmdiff.nn.blocks import CrossAttention
+from mmdiff.train import Trainer
+
+SHAPES = {1: (2, 8, 16), 2: (2, 3, 8, 8), 3: (2, 3, 4, 8, 8)}
+
+
+def tiny_unet(dims: int, context_dim: int = 12, **kw) -> UNet:
+    extra = {"factorized": True, "down_factor": (1, 2, 2)} if dims == 3 else {}
+    torch.manual_seed(0)
+    return UNet(
+        dims=dims,
+        in_channels=SHAPES[dims][1],
+        channels=16,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_levels=(1,),
+        context_dim=context_dim,
+        **extra,
+        **kw,
+    )
+
+
+def randomise(net: torch.nn.Module, cross_too: bool) -> None:
+    """Give the zero-initialised layers random weights (a fresh U-Net's output is exactly zero)."""
+    cross = {id(p) for m in net.modules() if isinstance(m, CrossAttention) for p in m.out.parameters()}
+    cross |= {id(p) for p in net.pooled.parameters()}
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0 and (cross_too or id(p) not in cross):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_cross_attention_starts_silent_then_listens_to_real_tokens_only(dims):
+    net = tiny_unet(dims).eval()
+    assert sum(isinstance(m, CrossAttention) for m in net.modules()) == 4  # level 1 (down, up x2) + middle
+    randomise(net, cross_too=False)
+    x, t = torch.randn(SHAPES[dims]), torch.rand(2)
+    context, mask = torch.randn(2, 5, 12), torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]).bool()
+    plain = net(x, t)
+    assert plain.abs().mean() > 0
+    # zero-initialised outputs: a fresh text network is the network without text
+    torch.testing.assert_close(net(x, t, context=context, context_mask=mask, pooled=torch.randn(2, 12)), plain)
+    randomise(net, cross_too=True)
+    listened = net(x, t, context=context, context_mask=mask)
+    assert (listened - net(x, t)).abs().amax() > 1e-3
+    padded = context.clone()
+    padded[0, 2:] = 100.0  # only sample 0's padding changes
+    again = net(x, t, context=padded, context_mask=mask)
+    torch.testing.assert_close(again, listened)
+    real = context.clone()
+    real[0, 1] += 1.0  # a real token of sample 0 changes: sample 0 changes, sample 1 does not
+    moved = net(x, t, context=real, context_mask=mask)
+    assert (moved[0] - listened[0]).abs().amax() > 1e-4
+    torch.testing.assert_close(moved[1], listened[1])
+
+
+def test_a_unet_without_cross_attention_refuses_a_context_and_checks_its_width():
+    with pytest.raises(ValueError, match="no cross-attention; set net.context_dim"):
+        tiny_unet(1, context_dim=0)(torch.randn(SHAPES[1]), torch.rand(2), context=torch.randn(2, 3, 12))
+    with pytest.raises(ValueError, match=r"context must be \(B, L, 12\)"):
+        tiny_unet(1)(torch.randn(SHAPES[1]), torch.rand(2), context=torch.randn(2, 3, 7))
+
+
+def test_byte_prompts_round_trip_cut_and_cycle():
+    text = TextPrompts(max_length=16, prompts=["a red circle", "a blue square"], dim=32, layers=1, heads=2)
+    cond = text({"caption": ["  A  Red   Circle ", "é and a long caption that is cut"]})
+    assert cond["text_ids"].shape == (2, 16) and cond["text_mask"].dtype == torch.bool
+    assert text.describe(cond) == [
+        '"a red circle"',
+        '"é and a long c"',
+    ]  # lower-cased, spaces folded, 15 bytes (é is 2)
+    assert text.describe(text.request(3)) == ['"a red circle"', '"a blue square"', '"a red circle"']
+    assert text.describe(text.request(2, prompt=["x", "y"])) == ['"x"', '"y"']
+    assert text.null()["text_mask"].sum() == 1  # the empty caption: the start token only
+    with pytest.raises(ValueError, match=r"prompt: need one prompt or 3 \(one per sample\), got 2"):
+        text.request(3, prompt=["a", "b"])
+    with pytest.raises(ValueError, match=r"unknown condition\(s\) \['label'\]; this model takes: prompt"):
+        text.request(2, label=1)
+    with pytest.raises(ValueError, match="no 'caption' field"):
+        text({"audio": torch.zeros(2, 1, 8)})
+
+
+def test_training_dropout_gives_the_empty_caption_to_the_dropped_samples():
+    text = TextPrompts(max_length=8, dropout=0.5, dim=32, layers=1, heads=2)
+    batch = {"caption": ["abc"] * 64}
+    gens = [torch.Generator().manual_seed(i) for i in range(64)]
+    cond = training_conditions(text, batch, gens)
+    dropped = cond["text_mask"].sum(1) == 1
+    assert 16 < int(dropped.sum()) < 48
+    assert set(text.describe({"text_ids": cond["text_ids"]})) == {'""', '"abc"'}
+
+
+def tiny_text_net(text: TextPrompts) -> ConditionedNetwork:
+    return with_encoder(tiny_unet(1, context_dim=16), text)
+
+
+def test_guidance_with_prompts_one_per_sample_and_a_negative_prompt():
+    text = TextPrompts(max_length=24, dim=16, layers=1, heads=2)
+    net = tiny_text_net(text).eval()
+    randomise(net.net, cross_too=True)
+    adapter = LogMelAdapter(sample_rate=8000, n_fft=64, hop_length=32, n_mels=8, duration=0.06, frame_multiple=2)
+    model = DiffusionModel(vp_cosine(), "v")
+
+    def run(**request):
+        options = GenerateOptions(num_samples=2, steps=3, seed=[5, 5], guidance_scale=3.0)
+        with torch.no_grad():
+            return generate(adapter, text, model.denoiser(net), options, schedule=model.schedule, request=request)
+
+    same = run(prompt="a fast organ melody")
+    torch.testing.assert_close(same[0], same[1])  # one seed, one prompt: one sample
+    per_sample = run(prompt=["a fast organ melody", "a slow sine melody"])
+    assert (per_sample[0] - per_sample[1]).abs().amax() > 1e-4
+    torch.testing.assert_close(per_sample[0], same[0])
+    negative = run(prompt="a fast organ melody", negative_prompt="slow")
+    assert (negative[0] - same[0]).abs().amax() > 1e-4
+    assert same.captions[0] == '"a fast organ melody"\nseed 5'
+    with pytest.raises(ValueError, match="negative_prompt: works through guidance"):
+        options = GenerateOptions(num_samples=1, steps=2, guidance_scale=1.0)
+        request = {"prompt": "a", "negative_prompt": "b"}
+        generate(adapter, text, model.denoiser(net), options, schedule=model.schedule, request=request)
+
+
+class CaptionedTones:
+    """A tiny captioned audio data set: a low or a high tone per clip, its caption saying which."""
+
+    num_classes, class_names = None, None
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key
+        high = index % 2
+        t = torch.arange(480) / 8000
+        audio = 0.5 * torch.sin(2 * np.pi * (1200 if high else 300) * t)[None]  # (1, 480)
+        return {"audio": audio, "caption": "a high tone" if high else "a low tone"}
+
+
+def make_text_trainer(run_dir, objective=None, **settings):
+    torch.manual_seed(0)
+    text = TextPrompts(max_length=16, dim=16, layers=1, heads=2, prompts=["a low tone", "a high tone"])
+    adapter = LogMelAdapter(sample_rate=8000, n_fft=64, hop_length=32, n_mels=8, duration=0.06, frame_multiple=2)
+    defaults = dict(
+        max_steps=6,
+        batch_size=8,
+        checkpoint_every=3,
+        sample_every=100,
+        lr_warmup_steps=2,
+        device="cpu",
+        progress=False,
+        seed=0,
+    )
+    return Trainer(
+        adapter=adapter,
+        conditioner=text,
+        net=tiny_text_net(text),
+        dataset=CaptionedTones(),
+        objective=objective or DiffusionLoss(DiffusionModel(vp_cosine(), "v")),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        run_dir=run_dir,
+        config_yaml="{}\n",
+        generate={"steps": 2, "num_samples": 2},
+        **{**defaults, **settings},
+    )
+
+
+class Interrupt(Exception):
+    pass
+
+
+class DiesAt:
+    def __init__(self, inner, n):
+        self.inner, self.n, self.calls, self.model = inner, n, 0, inner.model
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise Interrupt
+        return self.inner(*args, **kwargs)
+
+
+def test_a_resumed_run_with_a_jointly_trained_text_encoder_ends_with_the_same_weights(tmp_path):
+    straight = make_text_trainer(tmp_path / "straight", max_steps=7).fit()
+    loss = DiffusionLoss(DiffusionModel(vp_cosine(), "v"))
+    with pytest.raises(Interrupt):
+        make_text_trainer(tmp_path / "killed", DiesAt(loss, 5), max_steps=7).fit()
+    resumed = make_text_trainer(tmp_path / "killed", max_steps=7, resume="auto").fit()
+    names = list(straight.state_dict())
+    assert any(n.startswith("encoder.") for n in names) and any(n.startswith("net.") for n in names)
+    encoder_moved = False
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    fresh = tiny_text_net(TextPrompts(max_length=16, dim=16, layers=1, heads=2)).state_dict()
+    encoder_moved = any(
+        not torch.equal(fresh[n], v) for n, v in straight.state_dict().items() if n.startswith("encoder.")
+    )
+    assert encoder_moved  # the encoder trains with the network
+    ema_a = load_file(newest_checkpoint(tmp_path / "straight") / "ema.safetensors")
+    ema_b = load_file(newest_checkpoint(tmp_path / "killed") / "ema.safetensors")
+    for k in ema_a:
+        torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
+
+
+# ---- a frozen Hugging Face encoder from a local folder, built here (no hub access) ------------------------------
+WORDS = ["<pad>", "</s>", "<unk>", "a", "red", "blue", "circle", "square", "fast", "slow", "melody"]
+
+
+def save_tokenizer(folder) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=16
+    )
+    fast.save_pretrained(folder)
+
+
+def save_t5(folder) -> None:
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=len(WORDS), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    T5EncoderModel(config).save_pretrained(folder)
+    save_tokenizer(folder)
+
+
+def save_clip(folder) -> None:
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        eos_token_id=1,
+        pad_token_id=0,
+        bos_token_id=1,
+    )
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=8)
+    CLIPModel(
+        CLIPConfig(text_config=text, vision_config={**vision, "patch_size": 4}, projection_dim=8)
+    ).save_pretrained(folder)
+    save_tokenizer(folder)
+
+
+@pytest.mark.parametrize("save, frozen_class", [(save_t5, "T5EncoderModel"), (save_clip, "CLIPTextModel")])
+def test_a_frozen_local_encoder_conditions_the_network_and_stays_out_of_the_checkpoint(tmp_path, save, frozen_class):
+    save(tmp_path)
+    text = TextPrompts(path=str(tmp_path), max_length=64)
+    assert text.max_length == 16  # the tokenizer's own limit
+    assert text.describe(text.request(2, prompt=["a red circle", "blue square fast"])) == [
+        '"a red circle"',
+        '"blue square fast"',
+    ]
+    net = tiny_text_net(text)
+    assert type(net.encoder.frozen).__name__ == frozen_class
+    assert {k.split(".")[1] for k in net.state_dict() if k.startswith("encoder.")} == {"proj", "pooled_proj"}
+    assert all(p.requires_grad for p in net.parameters())  # only trainable tensors are the network's
+    cond = text.request(4, prompt=["a red circle", "a red circle", "slow melody", "a red circle"])
+    out = net(torch.randn(4, 8, 16), torch.rand(4), **cond)
+    assert out.shape == (4, 8, 16)
+    assert len(net.encoder.cache) == 2  # embeddings of distinct captions, computed once
+    net(torch.randn(4, 8, 16), torch.rand(4), **cond)
+    assert len(net.encoder.cache) == 2
+
+
+def test_a_folder_that_is_not_a_model_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ValueError, match="is not a folder; expected a local Hugging Face model folder"):
+        TextPrompts(path=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="has no config.json"):
+        TextPrompts(path=str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(ValueError, match=r"pickled \*.bin weights only \(convert them to safetensors\)"):
+        TextPrompts(path=str(tmp_path))
