@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..folders import SkipFile, scan_folder
+from ..folders import SkipFile, caption_summary, scan_folder
 from .io import AudioDecodeError, audio_info, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
@@ -30,22 +30,25 @@ SHORT_POLICIES = ("pad", "loop", "skip")
 
 @dataclass(frozen=True)
 class _Clip:
-    """One usable file: where it is, what its header says, its class index (-1 when unlabeled)."""
+    """One usable file: where it is, what its header says, its class index (-1 when unlabeled), its caption."""
 
     path: Path
     sample_rate: int
     duration: float
     label: int = -1
+    caption: str = ""
 
 
 class AudioFolder(Dataset):
     """Random ``duration``-second crops of the audio files under ``root`` (searched recursively).
 
-    Items are ``{"audio": (channels, round(duration * sample_rate)) float32}``, plus ``"label"`` (int64, 0-dim) when
-    ``labels="subfolder"``: the class of a file is its first sub-folder under ``root``; class names are sorted and
-    numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys are an index or ``(index, item_seed)``:
-    with a seed the crop start comes from ``torch.Generator().manual_seed(item_seed)`` (deterministic), without one
-    from torch's global RNG.
+    Items are ``{"audio": (channels, round(duration * sample_rate)) float32, "caption": str}``, plus ``"label"``
+    (int64, 0-dim) when ``labels="subfolder"``. The caption comes from a ``metadata.csv`` / ``metadata.jsonl`` at the
+    root or a ``<stem>.txt`` beside the file (``""`` when it has none; rules in :mod:`mmdiff.modalities.folders`);
+    ``captions`` lists them per file. With ``labels="subfolder"``: the class of a file is its first sub-folder under
+    ``root``; class names are sorted and numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys
+    are an index or ``(index, item_seed)``: with a seed the crop start comes from
+    ``torch.Generator().manual_seed(item_seed)`` (deterministic), without one from torch's global RNG.
 
     Clips shorter than ``duration``: ``short_policy="pad"`` zero-pads them at the end, ``"loop"`` repeats them,
     ``"skip"`` leaves them out (judged from the header duration). ``cache=True`` keeps decoded, resampled waveforms in
@@ -72,6 +75,12 @@ class AudioFolder(Dataset):
         self.root, self.extensions, self.clips = scan.root, scan.extensions, scan.records
         self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
+        self.table = scan.table  # the caption table used, or None
+
+    @property
+    def captions(self) -> list[str]:
+        """The caption of each file, in item order (``""``: the file has none and trains with the empty caption)."""
+        return [clip.caption for clip in self.clips]
 
     # --------------------------------------------------------------------------------------------------- scanning
 
@@ -88,13 +97,14 @@ class AudioFolder(Dataset):
         return _Clip(path, info["sample_rate"], info["duration"])
 
     def summary(self) -> str:
-        """One line: files used and skipped, total hours, native sample rates with their file counts."""
+        """One line: files used and skipped, total hours, native sample rates with their file counts, captions."""
         rates = Counter(c.sample_rate for c in self.clips)
         hours = sum(c.duration for c in self.clips) / 3600
         rate_text = ", ".join(f"{rate} ({n})" for rate, n in sorted(rates.items()))
         text = f"AudioFolder {self.root}/: {len(self.clips)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
         text += f", sample rates {rate_text}"
-        return text + (f", {self.num_classes} classes" if self.labels else "")
+        text += f", {self.num_classes} classes" if self.labels else ""
+        return f"{text}, {caption_summary(self.captions)}"
 
     # ------------------------------------------------------------------------------------------------------ items
 
@@ -120,13 +130,13 @@ class AudioFolder(Dataset):
             return waveform.repeat(1, -(-n // length))[:, :n]  # ceil(n / length) copies, cut to n
         return torch.nn.functional.pad(waveform, (0, n - length))  # "pad", and "skip" clips whose header overstated
 
-    def _item(self, index: int, audio: Tensor) -> dict[str, Tensor]:
-        item = {"audio": audio}  # (channels, num_samples)
+    def _item(self, index: int, audio: Tensor) -> dict[str, Tensor | str]:
+        item: dict[str, Tensor | str] = {"audio": audio, "caption": self.clips[index].caption}  # audio: (C, T)
         if self.labels:
             item["label"] = torch.tensor(self.clips[index].label, dtype=torch.int64)
         return item
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | str]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         index = range(len(self.clips))[index]  # IndexError when out of range; one cache entry per file
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
@@ -139,7 +149,7 @@ class AudioFolder(Dataset):
         1 (a shorter file is one crop, padded or looped by ``short_policy``)."""
         return max(1, int(self.clips[index].duration / self.duration + 1e-6))  # 1e-6: a header's 3.9999996 s is 2 x 2 s
 
-    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor]]:
+    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor | str]]:
         """Items for crops ``positions`` of file ``index``: crop ``k`` starts at ``k * duration`` seconds (the last
         whole crop when the file is shorter than its header said). One decode of the file for all of them."""
         index = range(len(self.clips))[index]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..folders import SkipFile, scan_folder
+from ..folders import SkipFile, caption_summary, scan_folder
 from .io import SHORT_POLICIES, VideoDecodeError, read_clip, video_info
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFolder"]
@@ -30,7 +30,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".m4v")
 
 @dataclass(frozen=True)
 class _Video:
-    """One usable file: where it is, what its header says, its class index (-1 when unlabeled)."""
+    """One usable file: where it is, what its header says, its class index (-1 when unlabeled), its caption."""
 
     path: Path
     fps: float
@@ -38,18 +38,22 @@ class _Video:
     width: int
     height: int
     label: int = -1
+    caption: str = ""
 
 
 class VideoFolder(Dataset):
     """Clips of ``num_frames`` frames at ``fps``, resized and center-cropped to ``size=(H, W)``, from ``root``.
 
     ``root`` is searched recursively for files with one of ``extensions`` (any case). Items are
-    ``{"video": (3, num_frames, H, W) float32 in [0, 1]}``, plus ``"label"`` (int64, 0-dim) when
-    ``labels="subfolder"``: the class of a file is its first sub-folder under ``root``; class names are sorted and
-    numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys are an index or ``(index, item_seed)``:
-    with a seed the clip start comes from ``torch.Generator().manual_seed(item_seed)`` (deterministic), without one
-    from torch's global RNG. Frames are chosen by timestamp (see :func:`~mmdiff.modalities.video.io.read_clip`), so
-    sources of any frame rate, variable ones included, give clips at ``fps``.
+    ``{"video": (3, num_frames, H, W) float32 in [0, 1], "caption": str}``, plus ``"label"`` (int64, 0-dim) when
+    ``labels="subfolder"``. The caption comes from a ``metadata.csv`` / ``metadata.jsonl`` at the root or a
+    ``<stem>.txt`` beside the file (``""`` when it has none; rules in :mod:`mmdiff.modalities.folders`); ``captions``
+    lists them per file. With ``labels="subfolder"``: the class of a file is its first sub-folder under ``root``;
+    class names are sorted and numbered from 0 (``class_names``, ``num_classes``; 0 when unlabeled). Keys are an
+    index or ``(index, item_seed)``: with a seed the clip start comes from ``torch.Generator().manual_seed(item_seed)``
+    (deterministic), without one from torch's global RNG. Frames are chosen by timestamp (see
+    :func:`~mmdiff.modalities.video.io.read_clip`), so sources of any frame rate, variable ones included, give clips
+    at ``fps``.
 
     Videos shorter than ``num_frames / fps`` seconds: ``short_policy="loop"`` repeats them, ``"pad"`` repeats their
     last frame, ``"skip"`` leaves them out (judged from the header duration).
@@ -73,6 +77,12 @@ class VideoFolder(Dataset):
         self.root, self.extensions, self.videos = scan.root, scan.extensions, scan.records
         self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
+        self.table = scan.table  # the caption table used, or None
+
+    @property
+    def captions(self) -> list[str]:
+        """The caption of each file, in item order (``""``: the file has none and trains with the empty caption)."""
+        return [video.caption for video in self.videos]
 
     # --------------------------------------------------------------------------------------------------- scanning
 
@@ -88,33 +98,35 @@ class VideoFolder(Dataset):
         return _Video(path, info["fps"], info["duration"], info["width"], info["height"])
 
     def summary(self) -> str:
-        """One line: files used and skipped, total hours, frame sizes and source frame rates with their file counts."""
+        """One line: files used and skipped, total hours, frame sizes and source frame rates with their file counts,
+        captions."""
         hours = sum(v.duration for v in self.videos) / 3600
         sizes = Counter(f"{v.width}x{v.height}" for v in self.videos).most_common()
         rates = Counter(f"{round(v.fps, 3):g}" for v in self.videos).most_common()
         text = f"VideoFolder {self.root}/: {len(self.videos)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
         text += ", " + ", ".join(f"{size} ({n})" for size, n in sizes)
         text += ", fps " + ", ".join(f"{rate} ({n})" for rate, n in rates)
-        return text + (f", {self.num_classes} classes" if self.labels else "")
+        text += f", {self.num_classes} classes" if self.labels else ""
+        return f"{text}, {caption_summary(self.captions)}"
 
     # ------------------------------------------------------------------------------------------------------ items
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _read(self, video: _Video, start: float | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+    def _read(self, video: _Video, start: float | None, generator: torch.Generator | None) -> dict[str, Tensor | str]:
         """One item: the clip of ``video`` from ``start`` seconds (``None``: a start drawn from ``generator``)."""
         # "skip" files were judged from their header; one whose header overstated its length is padded, not lost
         policy = "pad" if self.short_policy == "skip" else self.short_policy
         clip = read_clip(
             video.path, self.num_frames, self.fps, self.size, start=start, generator=generator, short_policy=policy
         )
-        item = {"video": clip}  # (3, num_frames, H, W)
+        item: dict[str, Tensor | str] = {"video": clip, "caption": video.caption}  # video: (3, num_frames, H, W)
         if self.labels:
             item["label"] = torch.tensor(video.label, dtype=torch.int64)
         return item
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | str]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         return self._read(self.videos[index], None, generator)
@@ -126,7 +138,7 @@ class VideoFolder(Dataset):
         duration; at least 1 (a shorter file is one clip, looped or padded by ``short_policy``)."""
         return max(1, int(self.videos[index].duration / self.clip_seconds + 1e-6))
 
-    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor]]:
+    def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor | str]]:
         """Items for clips ``positions`` of file ``index``: clip ``k`` starts at ``k * num_frames / fps`` seconds
         (never past the last whole clip by the header)."""
         video = self.videos[index]
