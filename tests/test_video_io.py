@@ -297,7 +297,7 @@ def test_video_folder_skips_bad_files_with_logged_warnings_and_finds_nested_uppe
         assert any(name in line and reason in line for line in lines), (name, lines)
     assert len(folder) == 2 and len(folder.skipped) == 3 and folder.num_classes == 0
     item = folder[(0, 7)]
-    assert set(item) == {"video"} and item["video"].shape == (3, 4, 16, 16)
+    assert set(item) == {"video", "caption"} and item["video"].shape == (3, 4, 16, 16)
     assert torch.equal(item["video"], folder[(0, 7)]["video"])  # the seed fixes the start
     summary = folder.summary()
     assert "2 files used, 3 skipped" in summary and "48x36 (2)" in summary and "fps 12 (2)" in summary
