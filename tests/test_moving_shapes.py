@@ -186,3 +186,66 @@ def test_reports_for_two_synth_sets(clips_a, clips_b):
     assert report["frechet_distance"] < 5.0
     consistency = temporal_consistency_report(list(torch.from_numpy(clips_b)), clips_a)
     assert consistency["temporal_change_ratio"] == pytest.approx(report["temporal_change_ratio"], rel=1e-6)
+
+
+def _caption_words_are_true(caption, attributes):
+    """Every canonical word of ``caption`` (shape, palette colour, number, direction, speed) is true of the clip."""
+    import re
+
+    from mmdiff.modalities.video.synth import NUMBER_WORDS, PALETTE
+
+    words = re.findall(r"[a-z]+", caption)
+    shapes = {w.rstrip("s") for w in words if w.rstrip("s") in SHAPES}
+    assert shapes == {attributes["shape"]}, caption  # the shape is always named, and only the true one
+    assert {w for w in words if w in PALETTE} <= set(attributes["colours"]), caption
+    numbers = {NUMBER_WORDS.index(w) for w in words if w in NUMBER_WORDS}
+    assert numbers <= {attributes["count"]}, caption
+    parts = {part for d in attributes["directions"] for part in d.split("-")}
+    assert {w for w in words if w in ("left", "right", "up", "down")} <= parts, caption
+    assert {w for w in words if w in ("slow", "fast")} <= set(attributes["speeds"]), caption
+
+
+def test_captions_vary_with_the_item_seed_and_tell_the_truth():
+    from mmdiff.modalities.video.synth import PALETTE
+
+    data = MovingShapes(size=12, num_frames=8, resolution=(16, 16), colours=list(PALETTE), seed=4)
+    item = data[(3, 99)]
+    assert isinstance(item["caption"], str) and item["caption"] == data[(3, 99)]["caption"]  # deterministic
+    assert data[3]["caption"] == data.caption(3)
+    phrasings = {data[(3, s)]["caption"] for s in range(40)}
+    assert len(phrasings) >= 15  # templates, synonyms, subsets and order vary
+    assert all(torch.equal(data[(3, s)]["video"], item["video"]) for s in range(3))  # pixels ignore the item seed
+    seen = set()
+    for i in range(12):
+        attributes = data.attributes(i)
+        assert attributes["count"] == len(data.trajectories(i)) and None not in attributes["colours"]
+        for s in range(25):
+            caption = data[(i, s)]["caption"]
+            _caption_words_are_true(caption, attributes)
+            seen |= set(caption.split())
+    assert {"left", "right", "up", "down", "one", "two"} <= seen and seen & {"slow", "fast"}
+    assert len(seen & set(PALETTE)) >= 4
+
+
+def test_colours_drawn_inside_their_ranges_and_off_palette_hues_unnamed():
+    from mmdiff.modalities.video.synth import PALETTE, hue_distance, palette_name, rgb_to_hue
+
+    data = MovingShapes(size=40, colours=["red", "blue"], seed=5)
+    drawn = set()
+    for i in range(40):
+        for obj, name in zip(data.trajectories(i), data.attributes(i)["colours"]):
+            assert name in ("red", "blue") and hue_distance(obj["hue"], name) == 0.0
+            np.testing.assert_allclose(rgb_to_hue(np.array(obj["colour"])), obj["hue"], atol=1e-9)
+            drawn.add(name)
+    assert drawn == {"red", "blue"}
+    free = MovingShapes(size=40, seed=5)  # colours=None: any hue, and a caption only names palette hues
+    names = [n for i in range(40) for n in free.attributes(i)["colours"]]
+    assert None in names and set(names) - {None} <= set(PALETTE)
+    assert palette_name(0.5) is None and palette_name(0.5, strict=False) in ("green", "blue")
+    for lo_hi in PALETTE.values():  # disjoint ranges with gaps
+        others = [r for r in PALETTE.values() if r != lo_hi]
+        assert all(min(abs(lo_hi[0] - o[1]), abs(o[0] - lo_hi[1]), abs(lo_hi[0] + 1 - o[1])) >= 0.03 for o in others)
+    with pytest.raises(ValueError, match="unknown colour.*magenta.*palette"):
+        MovingShapes(colours=["red", "magenta"])
+    with pytest.raises(ValueError, match="colours: need a non-empty sequence"):
+        MovingShapes(colours="red")

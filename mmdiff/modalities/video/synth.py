@@ -15,6 +15,11 @@ Units (resolution-free, so that a config works at any resolution): ``radius_rang
 of the shorter frame side (per frame for speeds); the defaults are 0.5..2 pixels per frame at 32x32. Positions are
 ``(y, x)`` in pixels with pixel ``(i, j)`` covering ``[i, i + 1) x [j, j + 1)``.
 
+Every clip also has a caption (:meth:`MovingShapes.caption`) naming true attributes: the shape, the objects' colours
+from the named :data:`PALETTE` (``colours=`` draws each object's hue from one named range), how many there are and
+how they move at the start (8-way direction, slow/fast), in varied phrasings; :mod:`mmdiff.modalities.video.attributes`
+measures the same attributes from pixels, for prompt adherence.
+
 Everything is vectorised over frames in numpy: 16 frames at 32x32 take about half a millisecond.
 """
 
@@ -31,6 +36,28 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 BACKGROUND_MAX = 0.2  # background channels lie in [0, BACKGROUND_MAX]: dark, whatever the colour
 SATURATION_RANGE = (0.5, 1.0)  # object colours: HSV with these saturations and values, any hue
 VALUE_RANGE = (0.8, 1.0)
+
+# Named colours: hue ranges (lo, hi) in turns (hue in [0, 1); red wraps through 0). Narrow, disjoint and separated by
+# gaps of at least 0.035 turns, so that a colour drawn from one range is still told apart from its neighbours after
+# anti-aliasing against the dark background (and, for a model, after generation). The gaps green..blue (cyan) and
+# purple..red (magenta) are wide on purpose: there the HSV hues look like neither neighbour.
+PALETTE: dict[str, tuple[float, float]] = {
+    "red": (-0.025, 0.025),
+    "orange": (0.06, 0.10),
+    "yellow": (0.14, 0.18),
+    "green": (0.27, 0.40),
+    "blue": (0.57, 0.67),
+    "purple": (0.74, 0.82),
+}
+# Speed words (fractions of the shorter frame side per frame, the unit of ``speed_range``): the default range
+# 1/64..1/16 splits at its geometric middle 1/32; between the two thresholds no speed word is said (never borderline).
+SLOW_BELOW = 0.027
+FAST_ABOVE = 0.036
+SPEED_SPLIT = 1 / 32  # what an estimator uses to call a measured speed slow or fast
+# Directions: the 8 sectors of 45 degrees around the velocity's angle (y points down in images; "up" is -y).
+DIRECTIONS: tuple[str, ...] = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
+NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_CAPTION_STREAM = 0x5EED_CA7  # a separate random stream for phrasing, so that the pixels never depend on it
 
 
 def half_extent(shape: str, radius: float) -> tuple[float, float]:
@@ -94,6 +121,44 @@ def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
+def rgb_to_hue(rgb: np.ndarray) -> np.ndarray:
+    """HSV hue in turns [0, 1) of RGB colours (..., 3), the inverse of :func:`hsv_to_rgb`'s hue (0 where grey)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    top, chroma = rgb.max(axis=-1), np.ptp(rgb, axis=-1)
+    safe = np.where(chroma > 0, chroma, 1.0)
+    sextant = np.where(top == r, (g - b) / safe, np.where(top == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    return np.where(chroma > 0, (sextant / 6.0) % 1.0, 0.0)
+
+
+def hue_distance(hue: np.ndarray, name: str) -> np.ndarray:
+    """Circular distance in turns from ``hue`` to the palette range ``name`` (0 inside the range)."""
+    lo, hi = PALETTE[name]
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    offset = np.abs((np.asarray(hue, dtype=np.float64) - centre + 0.5) % 1.0 - 0.5)  # circular |hue - centre|
+    return np.maximum(offset - half, 0.0)
+
+
+def palette_name(hue: float, strict: bool = True) -> str | None:
+    """The palette colour whose hue range holds ``hue`` (turns); ``None`` outside every range when ``strict``,
+    else the nearest range's name (what an estimator reports for a measured hue)."""
+    distances = {name: float(hue_distance(hue, name)) for name in PALETTE}
+    name = min(distances, key=distances.get)
+    return name if distances[name] == 0.0 or not strict else None
+
+
+def direction_word(velocity: Sequence[float]) -> str:
+    """The 8-way direction (:data:`DIRECTIONS`) of a ``(vy, vx)`` velocity in image axes (y down)."""
+    vy, vx = float(velocity[0]), float(velocity[1])
+    sector = int(np.round(np.arctan2(-vy, vx) / (np.pi / 4))) % 8
+    return DIRECTIONS[sector]
+
+
+def speed_word(speed: float) -> str | None:
+    """``"slow"``, ``"fast"`` or ``None`` (between the thresholds) for a speed in shorter-sides per frame."""
+    return "slow" if speed < SLOW_BELOW else "fast" if speed > FAST_ABOVE else None
+
+
 class MovingShapes(Dataset):
     """``size`` synthetic clips of ``num_frames`` frames at ``resolution`` (H, W): bouncing shapes, rendered on the fly.
 
@@ -115,8 +180,15 @@ class MovingShapes(Dataset):
         radius_range: ``(min, max)`` object size in fractions of the shorter side; a shape of radius ``r`` has the
             area of a circle of radius ``r``.
         seed: the data set's seed.
+        colours: names from :data:`PALETTE`: each object's hue is drawn uniformly from the range of one of them
+            (chosen uniformly), saturation and value as always (bright). ``None`` (default): any hue, the clips of
+            earlier versions pixel for pixel; a caption then names an object's colour only when its hue falls inside
+            a palette range.
 
-    Items are ``{"video": (3, num_frames, H, W) float32 in [0, 1], "label": () int64 shape index}``.
+    Items are ``{"video": (3, num_frames, H, W) float32 in [0, 1], "label": () int64 shape index, "caption": str}``.
+    The caption (:meth:`caption`) names true attributes of the clip (:meth:`attributes`) in words that vary: the
+    phrasing is drawn from the trainer's item seed when the key is ``(index, item_seed)``, so a model sees many
+    phrasings of one clip (the pixels never depend on it), and from ``(seed, index)`` for a plain index.
     """
 
     def __init__(
@@ -129,6 +201,7 @@ class MovingShapes(Dataset):
         speed_range: tuple[float, float] = (1 / 64, 1 / 16),
         radius_range: tuple[float, float] = (0.08, 0.16),
         seed: int = 0,
+        colours: Sequence[str] | None = None,
     ):
         if isinstance(resolution, int):
             resolution = (resolution, resolution)
@@ -157,6 +230,12 @@ class MovingShapes(Dataset):
             )
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
+        if colours is not None:
+            if isinstance(colours, str) or not len(colours):
+                raise ValueError(f"colours: need a non-empty sequence of palette names or null, got {colours!r}")
+            unknown_colours = [name for name in colours if name not in PALETTE]
+            if unknown_colours:
+                raise ValueError(f"colours: unknown colour(s) {unknown_colours}; palette: {list(PALETTE)}")
         self.size = int(size)
         self.num_frames = int(num_frames)
         self.resolution = (int(resolution[0]), int(resolution[1]))
@@ -165,6 +244,7 @@ class MovingShapes(Dataset):
         self.speed_range = (float(speed_range[0]), float(speed_range[1]))
         self.radius_range = (float(radius_range[0]), float(radius_range[1]))
         self.seed = int(seed)
+        self.colours = None if colours is None else tuple(str(name) for name in colours)
 
     @property
     def num_classes(self) -> int:
@@ -216,7 +296,11 @@ class MovingShapes(Dataset):
         """One object: shape, colour, size, start and velocity drawn from ``rng``, positions in closed form."""
         h, w = self.resolution
         side = min(h, w)
-        colour = hsv_to_rgb(rng.uniform(), rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE))  # (3,)
+        if self.colours is None:
+            hue = rng.uniform()  # any hue: the draw order of earlier versions, so their clips stay the same
+        else:
+            hue = rng.uniform(*PALETTE[self.colours[int(rng.integers(len(self.colours)))]]) % 1.0
+        colour = hsv_to_rgb(hue, rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE))  # (3,)
         radius = rng.uniform(*self.radius_range) * side
         hy, hx = half_extent(shape, radius)
         low, high = np.array([hy, hx]), np.array([h - hy, w - hx])  # (2,) allowed centre box (y, x)
@@ -229,6 +313,7 @@ class MovingShapes(Dataset):
         return {
             "shape": shape,
             "colour": tuple(float(c) for c in colour),
+            "hue": float(hue),
             "radius": float(radius),
             "half_extent": (float(hy), float(hx)),
             "velocity": (float(velocity[0]), float(velocity[1])),
@@ -238,7 +323,7 @@ class MovingShapes(Dataset):
     def trajectories(self, index: int) -> list[dict[str, Any]]:
         """The objects of clip ``index`` in drawing order (later ones in front), each a dict with
 
-        ``shape`` (name), ``colour`` (r, g, b in [0, 1]), ``radius`` (pixels; the area is ``pi radius^2``),
+        ``shape`` (name), ``colour`` (r, g, b in [0, 1]), ``hue`` (turns, [0, 1)), ``radius`` (pixels; the area is ``pi radius^2``),
         ``half_extent`` ((hy, hx) pixels: the centre stays within ``[hy, H - hy] x [hx, W - hx]``), ``velocity``
         ((vy, vx) pixels per frame at frame 0, before any bounce) and ``positions`` ((num_frames, 2) centres (y, x)).
         """
@@ -259,4 +344,117 @@ class MovingShapes(Dataset):
         index = self._index(key)
         video = torch.from_numpy(self.render(index))  # (3, F, H, W)
         label = torch.tensor(index % len(self.shapes), dtype=torch.int64)
-        return {"video": video, "label": label}
+        rng = None
+        if isinstance(key, tuple) and len(key) > 1:  # (index, item_seed): the phrasing follows the item seed
+            rng = np.random.default_rng(
+                np.random.SeedSequence((self.seed, index, _CAPTION_STREAM, int(key[1]) % 2**64))
+            )
+        return {"video": video, "label": label, "caption": self.caption(index, rng)}
+
+    def attributes(self, index: int) -> dict[str, Any]:
+        """What clip ``index`` shows, in caption words: ``shape`` (name), ``count`` (objects), and per object in
+        drawing order ``colours`` (palette name, ``None`` off the palette), ``directions`` (:data:`DIRECTIONS`, of
+        the velocity at frame 0) and ``speeds`` (``"slow"`` / ``"fast"`` / ``None`` between the thresholds)."""
+        objects = self.trajectories(index)
+        side = min(self.resolution)
+        return {
+            "shape": objects[0]["shape"],
+            "count": len(objects),
+            "colours": [palette_name(obj["hue"]) for obj in objects],
+            "directions": [direction_word(obj["velocity"]) for obj in objects],
+            "speeds": [speed_word(float(np.hypot(*obj["velocity"])) / side) for obj in objects],
+        }
+
+    def caption(self, index: int, rng: np.random.Generator | None = None) -> str:
+        """A caption of clip ``index`` naming a random subset of its true attributes in one of several phrasings.
+
+        Canonical words are always used for what is named (shape: circle/square/triangle; colours: the palette
+        names; counts: one, two, ...; directions: left/right/up/down; speeds: slow/fast), around varied templates,
+        verbs (moving, gliding, drifting, ...) and attribute order. ``rng`` draws the phrasing; by default one seeded
+        by ``(seed, index)``.
+        """
+        index = self._index(index)
+        if rng is None:
+            rng = np.random.default_rng(np.random.SeedSequence((self.seed, index, _CAPTION_STREAM)))
+        return _compose_caption(self.attributes(index), rng)
+
+
+# Caption phrasing. Canonical words (shape, palette colour, number, left/right/up/down, slow/fast) are always the words
+# that carry an attribute; only the glue around them varies.
+_VERBS = ("moving", "gliding", "drifting", "sliding", "travelling", "heading")
+_PLAIN_DIRECTION = {
+    "left": ("left", "to the left", "towards the left"),
+    "right": ("right", "to the right", "towards the right"),
+    "up": ("up", "straight up", "up the frame"),
+    "down": ("down", "straight down", "down the frame"),
+}
+_DIAGONAL = ("{v} and to the {h}", "{v} and {h}", "diagonally {v} and to the {h}", "to the {h} and {v}")
+_PREFIXES = ("", "", "a video of ", "a clip of ", "an animation of ", "footage of ")
+_SUFFIXES = ("", "", "", " on a dark background", " against a dark backdrop", " over a dark gradient")
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _direction_phrase(direction: str, rng: np.random.Generator) -> str:
+    """``"up-left"`` -> ``"up and to the left"`` and similar; a plain direction -> ``"left"``, ``"to the left"``..."""
+    if direction in _PLAIN_DIRECTION:
+        return _pick(rng, _PLAIN_DIRECTION[direction])
+    vertical, horizontal = direction.split("-")
+    return _pick(rng, _DIAGONAL).format(v=vertical, h=horizontal)
+
+
+def _with_article(words: str) -> str:
+    return ("an " if words[0] in "aeiou" else "a ") + words
+
+
+def _object_phrase(shape: str, colour, direction: str, speed, rng: np.random.Generator, flags: dict) -> str:
+    """One object, e.g. ``"a fast red circle drifting up and to the left"``; ``flags`` says what to name."""
+    adjectives = []
+    speed_as_pace = speed is not None and flags["speed"] and flags["motion"] and rng.uniform() < 0.4
+    if speed is not None and flags["speed"] and not speed_as_pace:
+        adjectives.append(speed)
+    colour_after = colour is not None and flags["colour"] and rng.uniform() < 0.25  # "a circle in red"
+    if colour is not None and flags["colour"] and not colour_after:
+        adjectives.append(colour)
+    phrase = _with_article(" ".join([*adjectives, shape]))
+    if colour_after:
+        phrase += f" in {colour}"
+    if flags["motion"]:
+        phrase += f" {_pick(rng, _VERBS)} {_direction_phrase(direction, rng)}"
+        if speed_as_pace:
+            phrase += f" at a {speed} pace"
+    return phrase
+
+
+def _compose_caption(attributes: dict[str, Any], rng: np.random.Generator) -> str:
+    """A caption from :meth:`MovingShapes.attributes`: random subsets, orders and templates, true words only."""
+    shape, count = attributes["shape"], attributes["count"]
+    objects = list(zip(attributes["colours"], attributes["directions"], attributes["speeds"]))
+    order = rng.permutation(count)  # the order in which objects are named
+    flags = {
+        "colour": rng.uniform() < 0.85,
+        "motion": rng.uniform() < 0.6,
+        "speed": rng.uniform() < 0.4,
+        "count": rng.uniform() < (0.6 if count > 1 else 0.25),
+    }
+    number = NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else str(count)
+    phrases = [_object_phrase(shape, *objects[i], rng, flags) for i in order]
+    colours = {colour for colour, _, _ in objects}
+    if count == 1:
+        body = phrases[0]
+        if flags["count"]:  # "one red circle ...": the article becomes the number
+            body = "one " + body.split(" ", 1)[1]
+    elif flags["count"] and not flags["motion"] and not flags["speed"] and len(colours) == 1 and rng.uniform() < 0.5:
+        (colour,) = colours  # "two red circles" (or "two circles" when the colour is not named)
+        body = f"{number} {colour + ' ' if colour is not None and flags['colour'] else ''}{shape}s"
+    elif all(phrase == _with_article(shape) for phrase in phrases):  # nothing told them apart: "two circles"
+        body = f"{number} {shape}s"
+    else:
+        listed = ", ".join(phrases[:-1]) + (" and " if count == 2 else ", and ") + phrases[-1]
+        if flags["count"]:
+            body = f"{number} {shape}s" + _pick(rng, (": ", ", ", " - ")) + listed
+        else:
+            body = listed
+    return _pick(rng, _PREFIXES) + body + _pick(rng, _SUFFIXES)
