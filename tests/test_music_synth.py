@@ -14,7 +14,16 @@ from mmdiff.modalities.audio.metrics import (
     music_report,
     pitch_on_scale_share,
 )
-from mmdiff.modalities.audio.synth import SCALES, MusicSynth, scale_frequencies, scale_midi
+from mmdiff.modalities.audio.synth import (
+    REGISTERS,
+    SCALES,
+    TEMPOS,
+    MusicSynth,
+    compose_caption,
+    scale_frequencies,
+    scale_midi,
+    scale_name,
+)
 
 SR = 16000
 
@@ -151,3 +160,48 @@ def test_generation_is_fast():
     for i in range(16):
         ds[(i, i)]
     assert time.perf_counter() - start < 1.0
+
+
+def test_default_score_unchanged_and_items_have_captions(synth):
+    # The score of clip 5 as written before captions and bands existed (commit a163e01): defaults keep today's data.
+    assert [(round(t, 6), round(n, 6), m) for t, n, m, _ in synth.notes(5)[:3]] == [
+        (0.0, 0.402625, 60),
+        (0.402625, 0.201313, 72),
+        (0.603938, 0.402625, 76),
+    ]
+    item = synth[(5, 3)]
+    assert set(item) == {"audio", "label", "caption"} and isinstance(item["caption"], str) and item["caption"]
+    attrs = synth.attributes(5)
+    assert attrs["instrument"] == "square" and attrs["scale"] == "C major pentatonic"
+    assert attrs["tempo"] == "fast" and 135 <= attrs["bpm"] < 160  # derived from the drawn BPM
+    assert attrs["register"] == "middle" and 59 <= attrs["median_midi"] < 74  # derived from the median note
+
+
+def test_bands_constrain_notes_and_tempo_and_are_balanced():
+    ds = MusicSynth(size=72, registers=REGISTERS, tempos=TEMPOS, seed=2)
+    combos = set()
+    for i in range(36):
+        attrs = ds.attributes(i)
+        lo, hi = REGISTERS[attrs["register"]]
+        assert all(lo <= m <= hi for _, _, m, _ in ds.notes(i)), (i, attrs)
+        assert TEMPOS[attrs["tempo"]][0] <= attrs["bpm"] <= TEMPOS[attrs["tempo"]][1]
+        combos.add((attrs["instrument"], attrs["register"], attrs["tempo"]))
+    assert len(combos) == 36  # every instrument x register x tempo once per 36 clips
+    assert "registers low MIDI 43-57" in ds.summary() and "fast 150-180 BPM" in ds.summary()
+    with pytest.raises(ValueError, match="registers.high: need low <= high"):
+        MusicSynth(registers={"high": (90, 80)})
+    with pytest.raises(ValueError, match="tempos: need a mapping"):
+        MusicSynth(tempos=[60, 80])
+
+
+def test_scale_names_and_caption_examples():
+    assert scale_name("c_major_pentatonic") == "C major pentatonic"
+    assert scale_name("f_sharp_major_pentatonic") == "F sharp major pentatonic"
+    assert scale_name((0, 4, 7)) == "C E G"
+    attrs = {"instrument": "organ", "tempo": "fast", "bpm": 160.2, "register": "high", "scale": "C major pentatonic"}
+    attrs["contour"] = "rising"
+    captions = {compose_caption(attrs, np.random.default_rng(s)) for s in range(60)}
+    assert len(captions) > 40
+    assert any(c.startswith("a ") and c.count(" ") <= 3 for c in captions)  # short ones ("an organ tune") too
+    assert any("160 BPM" in c for c in captions)
+    assert all(any(w in c for w in ("organ", "fast", "high")) for c in captions)  # never a caption naming nothing

@@ -15,12 +15,18 @@ quarters and halves at a random tempo, an ADSR envelope per note, and a peak nor
 - ``organ``: a few drawbar-like harmonics (1, 2, 3, 4, 6) with a slow attack.
 
 Everything is vectorised per note in numpy: a 2 s clip at 16 kHz takes a few milliseconds.
+
+Captions (issue 12, text conditioning): every item carries a ``caption`` naming a random subset of the clip's
+attributes (:meth:`MusicSynth.attributes`: instrument, tempo class and BPM, register, scale, contour) in varied
+phrasings (:func:`compose_caption`), each named attribute with its canonical word, all true of the clip. With the
+recommended bands (``registers=REGISTERS, tempos=TEMPOS``) register and tempo are drawn per clip from named bands, far
+enough apart to hear and to measure (:mod:`mmdiff.modalities.audio.attributes` estimates them back from the audio).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -55,8 +61,32 @@ STEP_PROBS = (0.15, 0.3, 0.1, 0.3, 0.15)
 LEAPS = (-5, -4, -3, 3, 4, 5)
 LEAP_PROB = 0.15
 REST_PROB = 0.1
+# With tempo bands (``tempos=``) the rhythm is steadier, so that a clip's tempo class is audible and measurable in 2 s:
+# with the rhythm above, a 2 s clip holds only 1-4 notes and even the true note count tells slow from moderate from
+# fast in only ~65% of clips; with mostly eighths, no halves and no rests the shortest inter-onset interval is the
+# eighth note in almost every clip (0.375-0.5 s slow, 0.25-0.3 s moderate, 0.17-0.2 s fast: disjoint).
+BANDED_NOTE_BEAT_PROBS = (0.7, 0.3, 0.0)
+BANDED_REST_PROB = 0.0
 PEAK = 0.8
 TABLE_SIZE = 4096  # samples per period of the additive instruments' wavetables
+
+# Recommended register bands (MIDI, inclusive) for captioned data: non-overlapping, their centres 16 semitones apart, so
+# that "low" and "high" differ by more than two octaves and a pitch tracker tells them apart at a glance. The lowest
+# note G2 (98 Hz) stays above ~90 Hz, where a 1024-point FFT at 16 kHz (15.6 Hz bins) and a 128-band mel filterbank
+# still resolve the harmonics; the highest E6 (1319 Hz) leaves even the square wave's 5th harmonic below Nyquist at
+# 16 kHz and stays below pyin's C7 ceiling in :mod:`mmdiff.modalities.audio.metrics`.
+REGISTERS: dict[str, tuple[int, int]] = {"low": (43, 57), "middle": (60, 72), "high": (76, 88)}
+# Recommended tempo bands (BPM): gaps of 20 and 30 BPM between classes, so that the note rate (about 0.95 BPM / 60
+# notes per second with the note lengths below) differs by a factor of ~1.4 from class to class and ~2.3 from slow to
+# fast; onset counting in :mod:`mmdiff.modalities.audio.attributes` separates them.
+TEMPOS: dict[str, tuple[float, float]] = {"slow": (60.0, 80.0), "moderate": (100.0, 120.0), "fast": (150.0, 180.0)}
+# Without bands, a clip's register and tempo words come from the clip itself against these fixed thresholds, placed
+# between the recommended bands: register by duration-weighted median MIDI (< 59 low, >= 74 high, else middle),
+# tempo by BPM (< 90 slow, >= 135 fast, else moderate). The words are then true of the clip whatever the ranges.
+REGISTER_THRESHOLDS = (59.0, 74.0)
+TEMPO_THRESHOLDS = (90.0, 135.0)
+CONTOUR_SEMITONES = 3.0  # a contour is "rising"/"falling"/... when thirds of the clip differ by at least this much
+CONTOURS = ("rising", "falling", "arching", "dipping", "wandering")
 
 
 def midi_to_hz(midi) -> np.ndarray:
@@ -195,7 +225,16 @@ class MusicSynth(Dataset):
     same clip and :meth:`notes` describes exactly what ``self[i]`` plays (the data set is a fixed finite set, like
     :class:`~mmdiff.modalities.points.data.MixturePoints`).
 
-    Items are ``{"audio": (1, T) float32 with T = round(duration * sample_rate), "label": () int64 instrument}``.
+    Items are ``{"audio": (1, T) float32 with T = round(duration * sample_rate), "label": () int64 instrument,
+    "caption": str}``. The caption's phrasing comes from the item seed when the key is ``(index, item_seed)`` (each
+    epoch reads other words for the same clip), else from ``(seed, index)``; the audio never depends on it.
+
+    ``registers`` / ``tempos``: optional named bands, ``{"low": (lo_midi, hi_midi), ...}`` / ``{"slow": (lo_bpm,
+    hi_bpm), ...}`` (recommended: :data:`REGISTERS`, :data:`TEMPOS`). Clip ``i`` then takes its register and tempo
+    class from a balanced design (:meth:`_bands`), its melody stays inside the register's notes of the scale, its BPM
+    inside the tempo band, and (with tempo bands) its rhythm is steadier (:data:`BANDED_NOTE_BEAT_PROBS`). Without
+    bands, ``note_range`` and ``tempo_range`` hold for all clips as before and the caption's words are measured on
+    the clip (:data:`REGISTER_THRESHOLDS`, :data:`TEMPO_THRESHOLDS`).
     """
 
     def __init__(
@@ -208,6 +247,8 @@ class MusicSynth(Dataset):
         tempo_range: tuple[float, float] = (90, 160),
         note_range: tuple[int, int] = (55, 79),
         seed: int = 0,
+        registers: Mapping[str, Sequence[int]] | None = None,
+        tempos: Mapping[str, Sequence[float]] | None = None,
     ):
         if size < 1:
             raise ValueError(f"size: need at least one clip, got {size}")
@@ -232,8 +273,21 @@ class MusicSynth(Dataset):
         self.note_range = (int(note_range[0]), int(note_range[1]))
         self.seed = int(seed)
         self.pitches = scale_midi(scale, *self.note_range)  # (P,) allowed MIDI notes, ascending
-        if self.pitches.max() >= 69 + 12 * np.log2(self.sample_rate / 2 / 440):
+        nyquist_midi = 69 + 12 * np.log2(self.sample_rate / 2 / 440)
+        if self.pitches.max() >= nyquist_midi:
             raise ValueError(f"note_range {self.note_range}: top note is above Nyquist at {self.sample_rate} Hz")
+        self.registers = _bands("registers", registers, int)  # {name: (lo_midi, hi_midi)} or None
+        self.tempos = _bands("tempos", tempos, float)  # {name: (lo_bpm, hi_bpm)} or None
+        self._register_pitches: dict[str, np.ndarray] = {}  # (P_r,) allowed MIDI notes of each register band
+        for name, (lo, hi) in (self.registers or {}).items():
+            if lo > hi or scale_midi(scale, lo, hi).max() >= nyquist_midi:
+                raise ValueError(
+                    f"registers.{name}: need low <= high MIDI below Nyquist at {sample_rate} Hz, got {lo, hi}"
+                )
+            self._register_pitches[name] = scale_midi(scale, lo, hi)
+        for name, (lo, hi) in (self.tempos or {}).items():
+            if not 0 < lo <= hi:
+                raise ValueError(f"tempos.{name}: need 0 < low <= high BPM, got {lo, hi}")
 
     @property
     def num_classes(self) -> int:
@@ -249,11 +303,16 @@ class MusicSynth(Dataset):
     def summary(self) -> str:
         """One line describing the data set."""
         lo, hi = self.note_range
-        return (
+        line = (
             f"MusicSynth: {self.size} clips of {self.duration:g} s at {self.sample_rate} Hz, scale {self.scale} "
             f"({len(self.pitches)} pitches in MIDI {lo}..{hi}), instruments {'/'.join(self.instruments)}, "
             f"tempo {self.tempo_range[0]:g}-{self.tempo_range[1]:g} BPM, seed {self.seed}"
         )
+        if self.registers:
+            line += ", registers " + ", ".join(f"{k} MIDI {a}-{b}" for k, (a, b) in self.registers.items())
+        if self.tempos:
+            line += ", tempos " + ", ".join(f"{k} {a:g}-{b:g} BPM" for k, (a, b) in self.tempos.items())
+        return line
 
     def _index(self, key) -> int:
         index = key[0] if isinstance(key, tuple) else key
@@ -267,38 +326,100 @@ class MusicSynth(Dataset):
         melody, render = np.random.SeedSequence((self.seed, index)).spawn(2)
         return np.random.default_rng(melody), np.random.default_rng(render)
 
+    def _caption_rng(self, index: int, item_seed: int | None = None) -> np.random.Generator:
+        """The phrasing stream: from ``(seed, index, item_seed)`` when the trainer passes an item seed (each epoch
+        phrases the clip anew), else a third child of ``(seed, index)`` (independent of the score and render streams,
+        which are the first two children, so captions never change the audio)."""
+        if item_seed is None:
+            return np.random.default_rng(np.random.SeedSequence((self.seed, index), spawn_key=(2,)))
+        return np.random.default_rng((self.seed, index, int(item_seed) % 2**64, 0xCA9))
+
+    def _bands(self, index: int) -> tuple[str | None, str | None]:
+        """Register and tempo class of clip ``index`` when bands are given (else None): a balanced factorial design,
+        crossed with the instrument: register ``(i // n_instruments) % n_registers``, tempo
+        ``(i // (n_instruments * n_registers)) % n_tempos``, so every (instrument, register, tempo) combination occurs
+        equally often in each block of ``n_instruments * n_registers * n_tempos`` consecutive clips."""
+        n_inst, register, tempo = len(self.instruments), None, None
+        n_reg = len(self.registers) if self.registers else 1
+        if self.registers:
+            register = list(self.registers)[(index // n_inst) % n_reg]
+        if self.tempos:
+            tempo = list(self.tempos)[(index // (n_inst * n_reg)) % len(self.tempos)]
+        return register, tempo
+
     def notes(self, index: int) -> list[tuple[float, float, int, float]]:
         """The score of clip ``index``: ``[(onset_s, duration_s, midi, frequency_hz), ...]`` in time order.
 
         Onsets and durations are whole samples; the last note is cut at the end of the clip. Rests are gaps.
         """
-        rng, _ = self._rngs(self._index(index))
-        return self._score(rng)
+        return self._play(self._index(index))[0]
 
-    def _score(self, rng: np.random.Generator) -> list[tuple[float, float, int, float]]:
+    def _play(self, index: int) -> tuple[list[tuple[float, float, int, float]], float, np.random.Generator]:
+        """``(notes, bpm, render_rng)`` of clip ``index``: the score drawn from the first stream."""
+        rng, render_rng = self._rngs(index)
+        register, tempo = self._bands(index)
+        pitches = self._register_pitches[register] if register else self.pitches
+        tempo_range = self.tempos[tempo] if tempo else self.tempo_range
+        notes, bpm = self._score(rng, pitches, tempo_range)
+        return notes, bpm, render_rng
+
+    def _score(
+        self, rng: np.random.Generator, pitches: np.ndarray, tempo_range: tuple[float, float]
+    ) -> tuple[list[tuple[float, float, int, float]], float]:
         sr, n_clip = self.sample_rate, self.num_samples
-        beat = 60.0 / rng.uniform(*self.tempo_range)  # seconds per quarter note
-        n_pitch = len(self.pitches)
+        bpm = float(rng.uniform(*tempo_range))
+        beat = 60.0 / bpm  # seconds per quarter note
+        beat_probs, rest_prob = (
+            (BANDED_NOTE_BEAT_PROBS, BANDED_REST_PROB) if self.tempos else (NOTE_BEAT_PROBS, REST_PROB)
+        )
+        n_pitch = len(pitches)
         pos = int(rng.integers(n_pitch // 4, max(n_pitch // 4 + 1, 3 * n_pitch // 4)))
         notes, start = [], 0
         while start < n_clip:
-            length = round(rng.choice(NOTE_BEATS, p=NOTE_BEAT_PROBS) * beat * sr)
-            if notes and rng.random() < REST_PROB:
+            length = round(rng.choice(NOTE_BEATS, p=beat_probs) * beat * sr)
+            if notes and rng.random() < rest_prob:
                 start += length
                 continue
             length = min(length, n_clip - start)
-            midi = int(self.pitches[pos])
+            midi = int(pitches[pos])
             notes.append((start / sr, length / sr, midi, float(midi_to_hz(midi))))
             step = rng.choice(LEAPS) if rng.random() < LEAP_PROB else rng.choice(STEPS, p=STEP_PROBS)
             pos = _reflect(pos + int(step), n_pitch)
             start += length
-        return notes
+        return notes, bpm
+
+    def attributes(self, index: int) -> dict:
+        """What clip ``index`` is, in words and numbers, all true of its audio: ``instrument``, ``tempo``
+        (slow/moderate/fast: its band's name, or :data:`TEMPO_THRESHOLDS` on ``bpm``), ``bpm`` (float), ``register``
+        (low/middle/high: its band's name, or :data:`REGISTER_THRESHOLDS` on ``median_midi``), ``scale`` (readable,
+        "C major pentatonic"), ``contour`` (:func:`melodic_contour` of the score) and ``median_midi`` (the
+        duration-weighted median MIDI note of the score)."""
+        index = self._index(index)
+        notes, bpm, _ = self._play(index)
+        register, tempo = self._bands(index)
+        midi = np.array([n[2] for n in notes], dtype=np.float64)  # (N,)
+        weights = np.array([n[1] for n in notes])  # (N,) seconds sounding
+        median = _weighted_median(midi, weights)
+        return {
+            "instrument": self.instruments[index % len(self.instruments)],
+            "tempo": tempo or _word(bpm, TEMPO_THRESHOLDS, ("slow", "moderate", "fast")),
+            "bpm": bpm,
+            "register": register or _word(median, REGISTER_THRESHOLDS, ("low", "middle", "high")),
+            "scale": scale_name(self.scale),
+            "contour": melodic_contour(notes, self.duration),
+            "median_midi": median,
+        }
+
+    def caption(self, index: int, rng: np.random.Generator | None = None) -> str:
+        """A caption of clip ``index``, phrased by ``rng`` (default: the fixed phrasing stream of ``(seed, index)``).
+        See :func:`compose_caption`."""
+        index = self._index(index)
+        return compose_caption(self.attributes(index), rng if rng is not None else self._caption_rng(index))
 
     def render(self, index: int) -> np.ndarray:
         """The waveform of clip ``index`` as float32 numpy, shape (T,), peak :data:`PEAK`."""
         index = self._index(index)
-        score_rng, render_rng = self._rngs(index)
-        notes = self._score(score_rng)
+        notes, _, render_rng = self._play(index)
         name = self.instruments[index % len(self.instruments)]
         tone, envelope = INSTRUMENTS[name], ENVELOPES[name]
         sr, out = self.sample_rate, np.zeros(self.num_samples)  # (T,)
@@ -311,11 +432,179 @@ class MusicSynth(Dataset):
         peak = np.abs(out).max()
         return (out * (PEAK / peak if peak > 0 else 0.0)).astype(np.float32)
 
-    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key) -> dict:
         index = self._index(key)
         audio = torch.from_numpy(self.render(index))[None]  # (1, T)
         label = torch.tensor(index % len(self.instruments), dtype=torch.int64)
-        return {"audio": audio, "label": label}
+        item_seed = key[1] if isinstance(key, tuple) and len(key) > 1 else None
+        caption = compose_caption(self.attributes(index), self._caption_rng(index, item_seed))
+        return {"audio": audio, "label": label, "caption": caption}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attributes and captions
+
+
+def _bands(what: str, bands, cast) -> dict | None:
+    """``{name: (lo, hi)}`` from a mapping (a dict or Hydra's DictConfig of 2-item lists), or None."""
+    if bands is None:
+        return None
+    if not isinstance(bands, Mapping) or not bands:
+        raise ValueError(f"{what}: need a mapping of class name to (low, high), e.g. {REGISTERS}, got {bands!r}")
+    out = {}
+    for name, band in bands.items():
+        band = list(band) if isinstance(band, Sequence | np.ndarray) or hasattr(band, "__iter__") else [band]
+        if len(band) != 2:
+            raise ValueError(f"{what}.{name}: need a (low, high) pair, got {band!r}")
+        out[str(name)] = (cast(band[0]), cast(band[1]))
+    return out
+
+
+def _word(value: float, thresholds: tuple[float, float], words: tuple[str, str, str]) -> str:
+    """``words[0]`` below ``thresholds[0]``, ``words[2]`` at or above ``thresholds[1]``, else ``words[1]``."""
+    return words[0] if value < thresholds[0] else words[2] if value >= thresholds[1] else words[1]
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value below which half of the total weight lies (values (N,), weights (N,) >= 0)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def scale_name(scale: str | Sequence[int]) -> str:
+    """A scale written readably: ``"c_major_pentatonic"`` -> ``"C major pentatonic"``, ``"f_sharp_major_pentatonic"``
+    -> ``"F sharp major pentatonic"``, ``"chromatic"`` -> ``"chromatic"``; pitch classes -> ``"C D E G A"``."""
+    if isinstance(scale, str):
+        words = scale.split("_")
+        if len(words[0]) == 1:
+            words[0] = words[0].upper()
+        return " ".join(words)
+    names = ("C", "C sharp", "D", "E flat", "E", "F", "F sharp", "G", "A flat", "A", "B flat", "B")
+    return " ".join(names[c] for c in scale_pitch_classes(scale))
+
+
+def melodic_contour(notes: Sequence[tuple[float, float, int, float]], duration: float) -> str:
+    """The overall shape of a melody, one of :data:`CONTOURS`, from its score ``[(onset, length, midi, hz), ...]``.
+
+    The clip is cut into thirds of ``duration``; each third's pitch is the mean MIDI note weighted by how long each
+    note sounds in it. With ``first``, ``mid``, ``last`` these means and ``d`` = :data:`CONTOUR_SEMITONES`:
+    ``rising`` if ``last - first >= d``, ``falling`` if ``first - last >= d``, else ``arching`` if ``mid`` is ``d``
+    above both ends, ``dipping`` if ``d`` below both, else ``wandering``. Measured on what sounds, so a pitch tracker
+    on the audio agrees (tests check it with pyin).
+    """
+    means = []
+    for third in range(3):
+        lo, hi = third * duration / 3, (third + 1) * duration / 3
+        overlap = np.array([max(0.0, min(hi, t + n) - max(lo, t)) for t, n, _, _ in notes])  # (N,) seconds
+        midi = np.array([m for _, _, m, _ in notes], dtype=np.float64)
+        means.append(float(overlap @ midi / overlap.sum()) if overlap.sum() > 0 else np.nan)
+    first, mid, last = means
+    d = CONTOUR_SEMITONES
+    if np.isnan(first) or np.isnan(last):
+        return "wandering"
+    if last - first >= d:
+        return "rising"
+    if first - last >= d:
+        return "falling"
+    if not np.isnan(mid) and mid - max(first, last) >= d:
+        return "arching"
+    if not np.isnan(mid) and min(first, last) - mid >= d:
+        return "dipping"
+    return "wandering"
+
+
+# Phrasings. Every phrase of an attribute holds its canonical word (the key), so a caption's words are parseable by
+# mmdiff.modalities.audio.attributes.parse_prompt and always true of the clip; synonyms ride along ("quick, fast").
+INSTRUMENT_PHRASES: dict[str, tuple[str, ...]] = {
+    "sine": ("sine", "sine wave", "pure sine tone", "soft sine"),
+    "square": ("square", "square wave", "chiptune square", "square-wave lead"),
+    "pluck": ("pluck", "plucked string", "plucked", "plucked-string"),
+    "organ": ("organ", "organ", "drawbar organ", "electric organ"),
+}
+TEMPO_PHRASES: dict[str, tuple[str, ...]] = {
+    "slow": ("slow", "slow, unhurried", "slow, gentle", "slow and calm"),
+    "moderate": ("moderate", "moderate, walking-pace", "medium, moderate", "moderate and steady"),
+    "fast": ("fast", "quick, fast", "fast, up-tempo", "lively, fast"),
+}
+REGISTER_PHRASES: dict[str, tuple[str, ...]] = {
+    "low": ("low", "low-pitched", "deep, low", "low-register"),
+    "middle": ("middle-register", "mid-range, middle-register", "middle-pitched"),
+    "high": ("high", "high-pitched", "bright, high", "high-register"),
+}
+NOUNS = ("melody", "tune", "phrase", "melodic line", "riff")
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def compose_caption(attributes: dict, rng: np.random.Generator) -> str:
+    """A caption naming a random subset of ``attributes`` (as returned by :meth:`MusicSynth.attributes`), phrased by
+    ``rng``: which attributes (all in a quarter of captions, the instrument alone in a tenth, else each with its own
+    probability, at least one of instrument/tempo/register), before or after the noun, in which order, with which
+    synonyms, and whether the BPM is given ("at 152 BPM"). Every named attribute carries its canonical word.
+    Examples: "a fast organ melody", "a low-pitched tune played on a plucked string, with a rising contour".
+    """
+    draw = rng.random()
+    if draw < 0.25:
+        named = {"instrument", "tempo", "register", "scale", "contour"}
+    elif draw < 0.35:
+        named = {"instrument"}
+    else:
+        chances = {"instrument": 0.7, "tempo": 0.5, "register": 0.5, "scale": 0.2, "contour": 0.25}
+        named = {key for key, p in chances.items() if rng.random() < p}
+        if not named & {"instrument", "tempo", "register"}:
+            named.add(("instrument", "tempo", "register")[int(rng.integers(3))])
+    before: list[str] = []  # adjectives before the noun
+    after: list[str] = []  # phrases after the noun
+    if "tempo" in named:
+        word = _pick(rng, TEMPO_PHRASES[attributes["tempo"]])
+        bpm = f" at {round(attributes['bpm'])} BPM" if rng.random() < 0.3 else ""
+        if rng.random() < 0.6:
+            before.append(word)
+            after.append(bpm.strip()) if bpm else None
+        else:
+            after.append(_pick(rng, (f"at a {attributes['tempo']} tempo{bpm}", f"played at a {word} pace{bpm}")))
+    if "register" in named:
+        register = attributes["register"]
+        if rng.random() < 0.5:
+            before.append(_pick(rng, REGISTER_PHRASES[register]))
+        else:
+            after.append(
+                _pick(rng, (f"in the {register} register", f"in a {register} register", f"{register} in pitch"))
+            )
+    if "contour" in named:
+        contour = attributes["contour"]
+        if rng.random() < 0.5 and contour != "wandering":
+            before.append(contour)
+        else:
+            after.append(_pick(rng, (f"with a {contour} contour", f"with a {contour} shape")))
+    if "scale" in named:
+        scale = attributes["scale"]
+        after.append(_pick(rng, (f"in {scale}", f"on the {scale} scale", f"using the {scale} scale")))
+    order = rng.permutation(len(before))
+    before = [before[i] for i in order]
+    if "instrument" in named:
+        phrase = _pick(rng, INSTRUMENT_PHRASES[attributes["instrument"]])
+        if rng.random() < 0.6:
+            before.append(phrase)  # the instrument is nearest the noun: "a fast organ melody"
+        else:
+            after.append(
+                _pick(rng, (f"played on {_article(phrase)}", f"on {_article(phrase)}", f"by {_article(phrase)}"))
+            )
+    after = [after[i] for i in rng.permutation(len(after))]
+    # Adjectives joined by commas ("a slow, low-pitched, rising organ tune"); the instrument (last) sits by the noun.
+    instrument = [before.pop()] if "instrument" in named and before and len(before) > len(order) else []
+    noun = " ".join([", ".join(before)] * bool(before) + instrument + [_pick(rng, NOUNS)])
+    text = _article(noun)
+    if after:
+        text += " " + after[0] + "".join(("," if rng.random() < 0.5 else " and") + " " + a for a in after[1:])
+    return text
 
 
 def _reflect(pos: int, n: int) -> int:
