@@ -80,3 +80,72 @@ def _fetch(dataset: Any, windows: list[tuple[int, int | None]]) -> list[dict]:
         for slot, item in zip(slots, dataset.crops(index, [windows[s][1] for s in slots])):
             items[slot] = item
     return items
+
+
+class PromptAdherence:
+    """Does a text-conditioned model do what the prompt says? Measured without any pretrained network.
+
+    For the last ``n`` items of a built-in synth data set (which know the attributes that made them), a prompt names
+    some of those attributes (:meth:`prompt`); the model generates one item per prompt; an attribute estimator fitted
+    on the first ``fit_n`` real items (:meth:`estimator`, never the scored ones) measures the attributes of the
+    generated items and of the real items the prompts came from. Rows, each ``{attribute: share that matches}``:
+
+    * ``generated``: the share of generated items whose measured attribute is the one the prompt asked for;
+    * ``real clips``: the same estimator on the real items: how often it reads true attributes right (the ceiling);
+    * ``chance``: what uniform guessing would score.
+
+    Subclasses give the media key, the prompt, the prompt parser, the estimator and the two scores.
+    """
+
+    media_key = ""
+
+    def __init__(self, n: int = 48, fit_n: int = 96):
+        self.n, self.fit_n = check_n(n, type(self).__name__), int(fit_n)
+
+    def __call__(
+        self, pipe: Any, dataset: Any, n: int | None = None, seed: int = 0, progress: bool = False, **options: Any
+    ) -> dict[str, dict[str, float]]:
+        who = type(self).__name__
+        n = check_n(self.n if n is None else n, who)
+        if not hasattr(dataset, "attributes"):
+            raise ValueError(
+                f"{who}: needs data that knows each item's attributes (the built-in synth); {type(dataset).__name__} "
+                "does not: score a folder-trained model by listening and looking"
+            )
+        if len(dataset) < n + self.fit_n:
+            raise ValueError(
+                f"{who}: n={n} plus fit_n={self.fit_n} need {n + self.fit_n} items; the data has {len(dataset)}"
+            )
+        if "prompt" in options:
+            raise ValueError(f"{who}: the prompts come from the real items' attributes; leave prompt= out")
+        indices = range(len(dataset) - n, len(dataset))
+        prompts = [self.prompt(dataset.attributes(i)) for i in indices]
+        requested = [self.parse(p) for p in prompts]
+        estimator = self.estimator(dataset)
+        generated = pipe.generate(n, seed=seed, progress=progress, prompt=prompts, **options)
+        real = [dataset[i][self.media_key] for i in indices]
+        measured = self.estimate(estimator, generated)
+        return {
+            "generated": self.score(requested, measured),
+            "real clips": self.score(requested, self.estimate(estimator, real)),
+            "chance": self.chance(requested, measured),
+        }
+
+    def prompt(self, attributes: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def parse(self, prompt: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def estimator(self, dataset: Any) -> Any:
+        raise NotImplementedError
+
+    def estimate(self, estimator: Any, items: list[Any]) -> list[dict]:
+        """The estimator's measurements of media ``items`` (generated ones, or the real items' media)."""
+        return estimator.estimate(items)
+
+    def score(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def chance(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        raise NotImplementedError

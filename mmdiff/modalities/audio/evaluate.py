@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..evaluation import check_n, real_items, warn_frechet_size
+from ..evaluation import PromptAdherence, check_n, real_items, warn_frechet_size
+from .attributes import MusicAttributeEstimator, adherence, parse_prompt
 from .metrics import (
     FEATURE_NAMES,
     audio_features,
@@ -88,3 +89,33 @@ class MusicEvaluator:
             row["frechet_distance"] = frechet_distance(features, reference_features, warn=False)
             report[name] = row
         return report
+
+
+class MusicPromptAdherence(PromptAdherence):
+    """Prompt adherence for the built-in music (see :class:`~mmdiff.modalities.evaluation.PromptAdherence`): prompts
+    "a {tempo} {instrument} melody in a {register} register" from each real clip's attributes; instrument, tempo and
+    register measured by :class:`~mmdiff.modalities.audio.attributes.MusicAttributeEstimator` (its timbre classifier
+    and tempo thresholds fitted on ``fit_n`` real clips). Meaningful for a synth with register and tempo bands
+    (``data.synth.registers`` / ``tempos``, as in ``recipe=audio_music_text``)."""
+
+    media_key = "audio"
+
+    def prompt(self, attributes: dict[str, Any]) -> str:
+        return f"a {attributes['tempo']} {attributes['instrument']} melody in a {attributes['register']} register"
+
+    def parse(self, prompt: str) -> dict[str, Any]:
+        return parse_prompt(prompt)
+
+    def estimator(self, dataset: Any) -> MusicAttributeEstimator:
+        self._rate, self._instruments = dataset.sample_rate, dataset.instruments
+        return MusicAttributeEstimator.from_synth(dataset, max(1, self.fit_n // len(dataset.instruments)))
+
+    def estimate(self, estimator: MusicAttributeEstimator, clips: list[Any]) -> list[dict]:
+        return estimator.estimate([clip[0].numpy() for clip in clips], self._rate)
+
+    def score(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        return adherence(requested, measured)
+
+    def chance(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        chance = {"instrument": 1 / len(self._instruments), "tempo": 1 / 3, "register": 1 / 3}
+        return {k: v for k, v in chance.items() if any(k in r for r in requested)}

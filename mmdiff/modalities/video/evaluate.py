@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...metrics import frechet_distance
-from ..evaluation import check_n, real_items, warn_frechet_size
+from ..evaluation import PromptAdherence, check_n, real_items, warn_frechet_size
+from .attributes import VideoAttributeEstimator, adherence, chance, parse_prompt
 from .metrics import FEATURE_NAMES, temporal_consistency_report, video_features
 
 
@@ -42,3 +43,27 @@ class VideoEvaluator:
             row["frechet_distance"] = frechet_distance(video_features(clips), reference_features, warn=False)
             report[name] = row
         return report
+
+
+class VideoPromptAdherence(PromptAdherence):
+    """Prompt adherence for the moving shapes (see :class:`~mmdiff.modalities.evaluation.PromptAdherence`): prompts
+    "a {colour} {shape} moving {direction}" from each real clip's first object; colour, shape and direction measured
+    by :class:`~mmdiff.modalities.video.attributes.VideoAttributeEstimator` (its shape rule fitted on real clips)."""
+
+    media_key = "video"
+
+    def prompt(self, attributes: dict[str, Any]) -> str:
+        colour, direction = attributes["colours"][0], attributes["directions"][0].replace("-", " and ")
+        return " ".join(["a", *([colour] if colour else []), attributes["shape"], "moving", direction])
+
+    def parse(self, prompt: str) -> dict[str, Any]:
+        return parse_prompt(prompt)
+
+    def estimator(self, dataset: Any) -> VideoAttributeEstimator:
+        return VideoAttributeEstimator.from_synth(dataset, self.fit_n)
+
+    def score(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        return adherence(requested, measured)
+
+    def chance(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
+        return chance(requested, measured)
