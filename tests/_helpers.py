@@ -25,17 +25,18 @@ def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: 
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from mmdiff.components import build_model
+    from mmdiff.components import build_model, build_network
     from mmdiff.core import DiffusionLoss
     from mmdiff.train import Trainer
 
     text = (DATA / config_name).read_text()
     cfg = OmegaConf.create(text)
     torch.manual_seed(0)
+    conditioner = instantiate(cfg.conditioner)
     Trainer(
         adapter=instantiate(cfg.adapter),
-        conditioner=instantiate(cfg.conditioner),
-        net=instantiate(cfg.net),
+        conditioner=conditioner,
+        net=build_network(cfg, conditioner),
         dataset=instantiate(cfg.data),
         objective=DiffusionLoss(build_model(cfg)),
         optimizer=lambda p: torch.optim.AdamW(p, 1e-3),

@@ -23,7 +23,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_modality"  #
 
 @pytest.fixture(scope="session")
 def doc_runs(tmp_path_factory):
-    """Tiny stand-ins for the runs the docs train: ``points_ring``, ``music``, ``shapes`` and ``images`` (the
+    """Tiny stand-ins for the runs the docs train: ``points_ring``, ``music``, ``music_text``, ``shapes`` and
+    ``images`` (the
     tutorial's modality, whose package is put on ``sys.path`` as its page says), in one folder."""
     from _helpers import train_tiny_run
 
@@ -32,6 +33,7 @@ def doc_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     train_tiny_run(root / "points_ring", "points_config.yaml", steps=2, batch_size=8)
     train_tiny_run(root / "music", "audio_config.yaml", steps=2)
+    train_tiny_run(root / "music_text", "audio_text_config.yaml", steps=2)
     train_tiny_run(root / "shapes", "video_config.yaml", steps=2)
     train_tiny_run(root / "images", "images_config.yaml", steps=2)
     return root

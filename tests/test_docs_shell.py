@@ -46,8 +46,15 @@ MINIATURE = {  # recipe -> overrides that make its training line take seconds on
     "video_shapes_cpu": VIDEO,
     "images_shapes": [*UNET, "data.size=16"],
 }
+TEXT = ["conditioner.dim=16", "conditioner.layers=1", "net.context_dim=16", "evaluator.fit_n=8"]
+MINIATURE |= {
+    "audio_music_text": [*AUDIO, *TEXT],
+    "audio_music_text_cpu": [*AUDIO, *TEXT],
+    "video_shapes_text": [*VIDEO, *TEXT],
+    "video_shapes_text_cpu": [*VIDEO, *TEXT],
+}
 HEADER = ("set -eo pipefail", "set -x")  # every script starts with these
-STAND_INS = {"points_ring", "music", "shapes", "images"}  # the runs in doc_runs
+STAND_INS = {"points_ring", "music", "music_text", "shapes", "images"}  # the runs in doc_runs
 EVENTS_CHECK = (
     "from pathlib import Path; import sys; "
     "sys.exit(0 if any(Path(sys.argv[1]).rglob('events.out.tfevents.*')) else f'no TensorBoard events in {sys.argv[1]}')"

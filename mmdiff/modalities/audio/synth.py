@@ -527,6 +527,13 @@ TEMPO_PHRASES: dict[str, tuple[str, ...]] = {
     "moderate": ("moderate", "moderate, walking-pace", "medium, moderate", "moderate and steady"),
     "fast": ("fast", "quick, fast", "fast, up-tempo", "lively, fast"),
 }
+# The instrument as a noun, for "played on a ..." / "by a ..." (each holds the canonical word too).
+INSTRUMENT_NOUNS: dict[str, tuple[str, ...]] = {
+    "sine": ("sine wave", "pure sine tone"),
+    "square": ("square wave", "chiptune square"),
+    "pluck": ("plucked string", "plucked-string instrument"),
+    "organ": ("organ", "drawbar organ", "electric organ"),
+}
 REGISTER_PHRASES: dict[str, tuple[str, ...]] = {
     "low": ("low", "low-pitched", "deep, low", "low-register"),
     "middle": ("middle-register", "mid-range, middle-register", "middle-pitched"),
@@ -590,10 +597,12 @@ def compose_caption(attributes: dict, rng: np.random.Generator) -> str:
     order = rng.permutation(len(before))
     before = [before[i] for i in order]
     if "instrument" in named:
-        phrase = _pick(rng, INSTRUMENT_PHRASES[attributes["instrument"]])
         if rng.random() < 0.6:
-            before.append(phrase)  # the instrument is nearest the noun: "a fast organ melody"
+            before.append(
+                _pick(rng, INSTRUMENT_PHRASES[attributes["instrument"]])
+            )  # nearest the noun: "a fast organ melody"
         else:
+            phrase = _pick(rng, INSTRUMENT_NOUNS[attributes["instrument"]])
             after.append(
                 _pick(rng, (f"played on {_article(phrase)}", f"on {_article(phrase)}", f"by {_article(phrase)}"))
             )
