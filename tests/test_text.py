@@ -295,3 +295,59 @@ def test_a_folder_that_is_not_a_model_is_refused_in_one_line(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(ValueError, match=r"pickled \*.bin weights only \(convert them to safetensors\)"):
         TextPrompts(path=str(tmp_path))
+
+
+def test_prompts_on_the_command_line_are_text_as_written():
+    from mmdiff.cli import parse_key_values
+
+    parsed = parse_key_values(["prompt=loud: yes", "negative_prompt=[a red circle, a blue square]", "n=2"])
+    assert parsed == {"prompt": "loud: yes", "negative_prompt": ["a red circle", "a blue square"], "n": 2}
+
+
+def test_a_long_prompt_is_cut_with_a_warning_that_shows_what_was_kept(caplog):
+    text = TextPrompts(max_length=8, dim=16, layers=1, heads=2)
+    with caplog.at_level("WARNING", logger="mmdiff.conditioners"):
+        text.request(1, prompt="a fast organ melody")
+    assert "prompt cut to 8 tokens (conditioner.max_length): 'a fast '" in caplog.text
+
+
+class RealClips:
+    """A pipeline stand-in that 'generates' the real clips the prompts were made from (a perfect model)."""
+
+    def __init__(self, dataset, key):
+        self.dataset, self.key, self.prompts = dataset, key, None
+
+    def generate(self, n, prompt, **options):
+        self.prompts = prompt
+        return [self.dataset[i][self.key] for i in range(len(self.dataset) - n, len(self.dataset))]
+
+
+def test_prompt_adherence_scores_a_perfect_model_as_the_real_clips_and_above_chance():
+    from mmdiff.modalities.video.evaluate import VideoPromptAdherence
+    from mmdiff.modalities.video.synth import MovingShapes
+
+    data = MovingShapes(size=40, num_frames=6, resolution=16, radius_range=(0.15, 0.25), colours=["red", "blue"])
+    pipe = RealClips(data, "video")
+    report = VideoPromptAdherence(n=12, fit_n=24)(pipe, data)
+    assert set(report) == {"generated", "real clips", "chance"}
+    assert report["generated"] == report["real clips"]
+    assert pipe.prompts[0] == VideoPromptAdherence().prompt(data.attributes(28))
+    assert report["generated"]["colour"] > report["chance"]["colour"] and report["generated"]["shape"] > 0.5
+    with pytest.raises(ValueError, match="leave prompt= out"):
+        VideoPromptAdherence(n=12, fit_n=24)(pipe, data, prompt="a red circle")
+    with pytest.raises(ValueError, match=r"n=30 plus fit_n=24 need 54 items; the data has 40"):
+        VideoPromptAdherence(n=30, fit_n=24)(pipe, data)
+    with pytest.raises(ValueError, match="needs data that knows each item's attributes"):
+        VideoPromptAdherence(n=2, fit_n=2)(pipe, CaptionedTones())
+
+
+def test_music_prompt_adherence_reads_instrument_register_and_tempo_of_real_clips():
+    from mmdiff.modalities.audio.evaluate import MusicPromptAdherence
+    from mmdiff.modalities.audio.synth import REGISTERS, TEMPOS, MusicSynth
+
+    data = MusicSynth(size=60, registers=REGISTERS, tempos=TEMPOS)
+    evaluator = MusicPromptAdherence(n=12, fit_n=36)
+    assert evaluator.prompt(data.attributes(0)) == "a slow sine melody in a low register"
+    report = evaluator(RealClips(data, "audio"), data)
+    assert report["chance"] == {"instrument": 0.25, "tempo": 1 / 3, "register": 1 / 3}
+    assert report["real clips"]["instrument"] >= 0.9 and report["real clips"]["register"] >= 0.9
