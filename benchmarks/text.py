@@ -32,7 +32,7 @@ iterations after warm-up; every timed iteration is listed at the end of the repo
 otherwise idle machine (see ``benchmarks/audio.py``: another process on the same cores slows small-tensor nets
 erratically).
 
-    python benchmarks/text.py --out benchmarks/results         # full run (about 10 minutes on 2 idle cores)
+    python benchmarks/text.py --out benchmarks/results         # full run: 3 pairs, 5 timed steps, 25 sampler steps
     python benchmarks/text.py --out /tmp/bench --quick         # smoke test: CPU pairs, 1 step, 3 sampler steps
 
 Writes ``text.md`` (the table, also printed) to ``--out``.
