@@ -1,7 +1,7 @@
 """Training-step cost of the text-conditioned recipes against their label-conditioned twins (issue 12).
 
-A text recipe swaps the class label for a caption: ``TextPrompts`` turns captions into byte ids, a byte transformer
-(``TextPrompts.encoder``, trained with the net inside ``ConditionedNetwork``) turns the ids into tokens, and the U-Net
+A text recipe swaps the class label for a caption: ``TextPrompts`` turns captions into token ids (hashed words), a small
+transformer (``TextPrompts.encoder``, trained with the net inside ``ConditionedNetwork``) turns the ids into tokens, and the U-Net
 cross-attends to them (``UNet(context_dim=...)``). This measures what that costs, per pair of recipes:
 
 - ``audio_music_cpu`` vs ``audio_music_text_cpu`` (the 2-core CPU presets, batch 16),
@@ -258,7 +258,7 @@ def main() -> None:
         "- FLOPs are counted by `FlopCounterMode` over one forward + backward including `adapter.encode` (matmul, "
         "convolution, attention; not norms, activations, the STFT/mel front end or the optimizer).",
         "- Label and text recipes of a pair share the data, the adapter, the schedule and the U-Net body; the text one "
-        "adds cross-attention (at the U-Net's attention levels) to the tokens of a byte transformer trained with it.",
+        "adds cross-attention (at the U-Net's cross-attention levels) to the tokens of a text transformer trained with it.",
         "- Networks are freshly initialised; speed does not depend on the weights.",
         "",
         "Configurations:",

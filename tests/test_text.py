@@ -79,8 +79,25 @@ def test_a_unet_without_cross_attention_refuses_a_context_and_checks_its_width()
         tiny_unet(1)(torch.randn(SHAPES[1]), torch.rand(2), context=torch.randn(2, 3, 7))
 
 
+def test_hashed_words_are_stable_tokens_that_round_trip_and_cut():
+    text = TextPrompts(max_length=6, prompts=["a red circle"], dim=32, layers=1, heads=2)
+    cond = text({"caption": ["A  Red circle, moving!", "a red circle moving left fast"]})
+    assert cond["text_ids"].shape == (2, 6)
+    assert text.describe(cond) == ['"a red circle, moving"', '"a red circle moving left"']  # ',' is a token, '!' is cut
+    ids = cond["text_ids"]
+    assert ids[0, 1:4].tolist() == ids[1, 1:4].tolist() and len(set(ids[0, 1:].tolist())) == 5
+    other = TextPrompts(vocab_size=8192)  # another process or run: the same ids for the same words
+    assert other.tokenize(["a red circle"])["text_ids"][0, :4].tolist() == ids[0, :4].tolist()
+    assert other.describe({"text_ids": ids[1:]}) == ['"a red circle ? ?"']  # words it never saw
+    assert text.null()["text_mask"].sum() == 1
+    with pytest.raises(ValueError, match="conditioner.tokens: expected one of words, bytes, got 'chars'"):
+        TextPrompts(tokens="chars")
+
+
 def test_byte_prompts_round_trip_cut_and_cycle():
-    text = TextPrompts(max_length=16, prompts=["a red circle", "a blue square"], dim=32, layers=1, heads=2)
+    text = TextPrompts(
+        tokens="bytes", max_length=16, prompts=["a red circle", "a blue square"], dim=32, layers=1, heads=2
+    )
     cond = text({"caption": ["  A  Red   Circle ", "é and a long caption that is cut"]})
     assert cond["text_ids"].shape == (2, 16) and cond["text_mask"].dtype == torch.bool
     assert text.describe(cond) == [
@@ -305,17 +322,17 @@ def test_prompts_on_the_command_line_are_text_as_written():
 
 
 def test_a_long_prompt_is_cut_with_a_warning_that_shows_what_was_kept(caplog):
-    text = TextPrompts(max_length=8, dim=16, layers=1, heads=2)
+    text = TextPrompts(max_length=4, dim=16, layers=1, heads=2)
     with caplog.at_level("WARNING", logger="mmdiff.conditioners"):
         text.request(1, prompt="a fast organ melody")
-    assert "prompt cut to 8 tokens (conditioner.max_length): 'a fast '" in caplog.text
+    assert "prompt cut to 4 tokens (conditioner.max_length): 'a fast organ'" in caplog.text
 
 
 class RealClips:
     """A pipeline stand-in that 'generates' the real clips the prompts were made from (a perfect model)."""
 
-    def __init__(self, dataset, key):
-        self.dataset, self.key, self.prompts = dataset, key, None
+    def __init__(self, dataset, key, adapter=None):
+        self.dataset, self.key, self.prompts, self.adapter = dataset, key, None, adapter
 
     def generate(self, n, prompt, **options):
         self.prompts = prompt
@@ -348,6 +365,7 @@ def test_music_prompt_adherence_reads_instrument_register_and_tempo_of_real_clip
     data = MusicSynth(size=60, registers=REGISTERS, tempos=TEMPOS)
     evaluator = MusicPromptAdherence(n=12, fit_n=36)
     assert evaluator.prompt(data.attributes(0)) == "a slow sine melody in a low register"
-    report = evaluator(RealClips(data, "audio"), data)
+    report = evaluator(RealClips(data, "audio", LogMelAdapter()), data)
+    assert list(report) == ["generated", "real clips", "real via mel + vocoder", "chance"]
     assert report["chance"] == {"instrument": 0.25, "tempo": 1 / 3, "register": 1 / 3}
     assert report["real clips"]["instrument"] >= 0.9 and report["real clips"]["register"] >= 0.9

@@ -7,14 +7,14 @@ so class labels, text prompts and later another modality plug into the same seam
 from .base import Conditioner, check_request, guidance_null, training_conditions
 from .labels import ClassLabels
 from .network import ConditionedNetwork, with_encoder
-from .text import ByteTransformer, TextPrompts
+from .text import TextPrompts, TextTransformer
 
 __all__ = [
-    "ByteTransformer",
     "ClassLabels",
     "ConditionedNetwork",
     "Conditioner",
     "TextPrompts",
+    "TextTransformer",
     "check_request",
     "guidance_null",
     "training_conditions",

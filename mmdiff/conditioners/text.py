@@ -2,8 +2,12 @@
 
 One conditioner, two encoders, chosen by ``path``:
 
-* ``path: null`` (default): a small transformer over UTF-8 bytes, trained jointly with the diffusion network. Bytes
-  need no vocabulary file, so nothing is downloaded and any language or spelling works (as in ByT5, Xue et al. 2022).
+* ``path: null`` (default): a small transformer trained jointly with the diffusion network, over one of two
+  tokenisations that need no vocabulary file (nothing is downloaded): ``tokens: words`` (default) hashes each word
+  to one of ``vocab_size`` ids (the hashing trick, Weinberger et al. 2009; CRC-32, stable across processes), so a word
+  is one token from the first step and a small model learns "red" or "fast" from a few thousand captions;
+  ``tokens: bytes`` reads UTF-8 bytes (as ByT5, Xue et al. 2022): any spelling, but words must be learned from
+  letters, which takes far more training (see docs/text.md).
 * ``path: /models/flan-t5-base``: a frozen Hugging Face text encoder from a local folder (T5 / Flan-T5, CLIP text,
   CLAP text ...) with its own tokenizer (Imagen, Saharia et al. 2022, and AudioLDM 2 / Stable Audio use frozen T5
   or CLAP encoders this way). Its weights stay out of the run's checkpoints; only a trainable projection is saved.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,8 +34,15 @@ from .base import check_request
 
 log = logging.getLogger("mmdiff.conditioners")
 
-PAD, BOS = 0, 1  # byte ids are byte + 2
-BYTE_VOCAB = 258
+PAD, BOS = 0, 1  # token ids start at 2
+BYTE_VOCAB = 258  # bytes: byte + 2
+WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)  # words (letters and digits) and single punctuation marks
+TOKENIZATIONS = ("words", "bytes")
+
+
+def word_id(word: str, vocab_size: int) -> int:
+    """The id of ``word`` under the hashing trick: ``2 + crc32(utf-8) mod (vocab_size - 2)``."""
+    return 2 + zlib.crc32(word.encode("utf-8")) % (vocab_size - 2)
 
 
 class TextPrompts:
@@ -37,13 +50,15 @@ class TextPrompts:
 
     Args:
         path: a local Hugging Face model folder with a text encoder and its tokenizer (frozen); ``None``: the
-            built-in byte transformer, trained with the model.
-        max_length: tokens per caption (longer captions are cut; the byte encoder counts bytes plus one start token).
+            built-in transformer, trained with the model.
+        tokens: the built-in encoder's tokenisation, ``words`` (hashed words) or ``bytes`` (UTF-8 bytes).
+        vocab_size: hash buckets of ``tokens: words`` (ids ``2 .. vocab_size - 1``; 0 pads, 1 starts).
+        max_length: tokens per caption, counting one start token (longer captions are cut).
         dropout: share of training captions replaced by the empty caption (classifier-free guidance).
         prompts: default prompts, cycled when a generation call gives none (the demo samples written during
             training and a bare ``mmdiff sample``).
-        lowercase: lower-case captions and prompts first (byte encoder: "Red" and "red" are then one word).
-        dim: width of the byte transformer,
+        lowercase: lower-case captions and prompts first ("Red" and "red" are then one word).
+        dim: width of the built-in transformer,
         layers: its layers,
         heads: and its attention heads (unused with ``path``).
         caption_key: the batch field holding the captions.
@@ -54,7 +69,9 @@ class TextPrompts:
     def __init__(
         self,
         path: str | None = None,
-        max_length: int = 128,
+        tokens: str = "words",
+        vocab_size: int = 8192,
+        max_length: int = 64,
         dropout: float = 0.1,
         prompts: Sequence[str] = (),
         lowercase: bool = True,
@@ -70,6 +87,12 @@ class TextPrompts:
         self.path, self.dropout, self.prompts = path, dropout, [str(p) for p in prompts]
         self.lowercase, self.caption_key = lowercase, caption_key
         self.dim, self.layers, self.heads = dim, layers, heads
+        if tokens not in TOKENIZATIONS:
+            raise ValueError(f"conditioner.tokens: expected one of {', '.join(TOKENIZATIONS)}, got {tokens!r}")
+        if tokens == "words" and vocab_size < 3:
+            raise ValueError(f"conditioner.vocab_size must be at least 3, got {vocab_size}")
+        self.tokens, self.vocab_size = tokens, (int(vocab_size) if tokens == "words" else BYTE_VOCAB)
+        self._words: dict[int, str] = {}  # id -> the last word seen with it (hashes cannot be inverted)
         self.tokenizer = None
         if path is not None:
             from .pretrained import check_model_folder, load_tokenizer
@@ -97,16 +120,39 @@ class TextPrompts:
         else:
             ids = torch.full((len(texts), self.max_length), PAD, dtype=torch.int64)
             for row, text in enumerate(texts):
-                data = list(text.encode("utf-8"))[: self.max_length - 1]
-                ids[row, : len(data) + 1] = torch.tensor([BOS, *(b + 2 for b in data)])
+                pieces = self._pieces(text)[: self.max_length - 1]
+                ids[row, : len(pieces) + 1] = torch.tensor([BOS, *pieces], dtype=torch.int64)
             mask = ids != PAD
         return {"text_ids": ids.to(device), "text_mask": mask.to(device)}
 
+    def _pieces(self, text: str) -> list[int]:
+        """One caption's token ids, without the start token."""
+        if self.tokens == "bytes":
+            return [b + 2 for b in text.encode("utf-8")]
+        out = []
+        for word in WORD.findall(text):
+            out.append(word_id(word, self.vocab_size))
+            self._words[out[-1]] = word
+        return out
+
     def detokenize(self, ids: Tensor) -> list[str]:
-        """Token ids ``(B, L)`` -> the (cleaned, possibly cut) captions they hold."""
+        """Token ids ``(B, L)`` -> the (cleaned, possibly cut) captions they hold; hashed words are shown as the last
+        word this conditioner saw with that id (``?`` for one it never saw)."""
         if self.tokenizer is not None:
             return self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
-        return [bytes(i - 2 for i in row if i >= 2).decode("utf-8", errors="replace") for row in ids.tolist()]
+        if self.tokens == "bytes":
+            return [bytes(i - 2 for i in row if i >= 2).decode("utf-8", errors="replace") for row in ids.tolist()]
+        texts = []
+        for row in ids.tolist():
+            text = ""
+            for i in row:
+                if i < 2:
+                    continue
+                word = self._words.get(i)
+                punctuation = word is not None and not word[0].isalnum()
+                text += ("" if punctuation or not text else " ") + (word if word is not None else "?")
+            texts.append(text)
+        return texts
 
     # ---- the conditioner protocol ------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -148,7 +194,9 @@ class TextPrompts:
     def _warn_if_cut(self, prompts: Sequence[str], name: str) -> None:
         for text in dict.fromkeys(prompts):
             clean = self._clean(text)
-            size = len(self.tokenizer(clean)["input_ids"]) if self.tokenizer is not None else len(clean.encode()) + 1
+            size = (
+                len(self.tokenizer(clean)["input_ids"]) if self.tokenizer is not None else len(self._pieces(clean)) + 1
+            )
             if size > self.max_length:
                 kept = self.detokenize(self.tokenize([text])["text_ids"])[0]
                 log.warning("%s cut to %d tokens (conditioner.max_length): %r", name, self.max_length, kept)
@@ -180,21 +228,24 @@ class TextPrompts:
             from .pretrained import PretrainedTextEncoder
 
             return PretrainedTextEncoder(self.path, out_dim)
-        return ByteTransformer(out_dim, self.dim, self.layers, self.heads, self.max_length)
+        return TextTransformer(out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length)
 
 
-class ByteTransformer(nn.Module):
-    """A small transformer encoder over byte ids (pre-norm, learned positions), trained with the diffusion network.
+class TextTransformer(nn.Module):
+    """A small transformer encoder over token ids (hashed words or bytes; pre-norm, learned positions), trained with
+    the diffusion network.
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
     "pooled": (B, out_dim)}``; ``pooled`` is the mean over the caption's real tokens.
     """
 
-    def __init__(self, out_dim: int, dim: int = 256, layers: int = 4, heads: int = 4, max_length: int = 128):
+    def __init__(
+        self, out_dim: int, vocab_size: int, dim: int = 256, layers: int = 4, heads: int = 4, max_length: int = 64
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"conditioner.dim {dim} does not split into {heads} heads")
-        self.tokens = nn.Embedding(BYTE_VOCAB, dim, padding_idx=PAD)
+        self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
         self.positions = nn.Parameter(torch.randn(max_length, dim) / math.sqrt(dim))
         layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)

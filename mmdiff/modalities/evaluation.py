@@ -92,6 +92,8 @@ class PromptAdherence:
 
     * ``generated``: the share of generated items whose measured attribute is the one the prompt asked for;
     * ``real clips``: the same estimator on the real items: how often it reads true attributes right (the ceiling);
+    * rows of :meth:`reference_rows`, such as ``real via mel + vocoder`` for audio (the ceiling through the model's
+      representation);
     * ``chance``: what uniform guessing would score.
 
     Subclasses give the media key, the prompt, the prompt parser, the estimator and the two scores.
@@ -125,11 +127,18 @@ class PromptAdherence:
         generated = pipe.generate(n, seed=seed, progress=progress, prompt=prompts, **options)
         real = [dataset[i][self.media_key] for i in indices]
         measured = self.estimate(estimator, generated)
-        return {
+        report = {
             "generated": self.score(requested, measured),
             "real clips": self.score(requested, self.estimate(estimator, real)),
-            "chance": self.chance(requested, measured),
         }
+        for name, items in self.reference_rows(pipe, real).items():
+            report[name] = self.score(requested, self.estimate(estimator, items))
+        report["chance"] = self.chance(requested, measured)
+        return report
+
+    def reference_rows(self, pipe: Any, real: list[Any]) -> dict[str, list[Any]]:
+        """More rows of real media to score, e.g. real clips through the model's representation; default none."""
+        return {}
 
     def prompt(self, attributes: dict[str, Any]) -> str:
         raise NotImplementedError

@@ -95,7 +95,7 @@ class MusicPromptAdherence(PromptAdherence):
     """Prompt adherence for the built-in music (see :class:`~mmdiff.modalities.evaluation.PromptAdherence`): prompts
     "a {tempo} {instrument} melody in a {register} register" from each real clip's attributes; instrument, tempo and
     register measured by :class:`~mmdiff.modalities.audio.attributes.MusicAttributeEstimator` (its timbre classifier
-    and tempo thresholds fitted on ``fit_n`` real clips). Meaningful for a synth with register and tempo bands
+    and tempo thresholds fitted on ``fit_n`` real clips), with a row for real clips through log-mel and the vocoder. Meaningful for a synth with register and tempo bands
     (``data.synth.registers`` / ``tempos``, as in ``recipe=audio_music_text``)."""
 
     media_key = "audio"
@@ -112,6 +112,13 @@ class MusicPromptAdherence(PromptAdherence):
 
     def estimate(self, estimator: MusicAttributeEstimator, clips: list[Any]) -> list[dict]:
         return estimator.estimate([clip[0].numpy() for clip in clips], self._rate)
+
+    def reference_rows(self, pipe: Any, real: list[Any]) -> dict[str, list[Any]]:
+        """Real clips through log-mel and the vocoder: what the estimator reads from the best clips this
+        representation can give (generated clips are vocoded too)."""
+        adapter = pipe.adapter
+        with torch.no_grad():
+            return {"real via mel + vocoder": list(adapter.mel_to_waveform(adapter.waveform_to_mel(torch.stack(real))))}
 
     def score(self, requested: list[dict], measured: list[dict]) -> dict[str, float]:
         return adherence(requested, measured)
