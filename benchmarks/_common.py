@@ -3,6 +3,8 @@ attention kernel, which torch's FlopCounterMode does not know."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -32,6 +34,24 @@ SDPA_CPU_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
 }
+
+
+# ---- a benchmark's start ------------------------------------------------------------------------------------------
+def bench_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The command line every benchmark takes: ``--out`` (folder for the report) and ``--quick`` (a smoke test)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
+
+
+def begin() -> tuple[float, float]:
+    """Use 2 torch threads, warn when the machine is busy; return ``(1-min load average, start time)``."""
+    torch.set_num_threads(2)
+    load_start = os.getloadavg()[0]
+    if load_start > 0.5:
+        print(f"warning: load average {load_start:.1f}; timings will be unreliable on a busy machine", flush=True)
+    return load_start, time.perf_counter()
 
 
 # ---- measurements ---------------------------------------------------------------------------------------------------

@@ -34,16 +34,14 @@ Writes ``audio.md`` (the table, also printed) to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from _common import MATMUL_N, SDPA_CPU_FLOPS, matmul_flops, timed, write_report
+from _common import MATMUL_N, SDPA_CPU_FLOPS, begin, bench_parser, matmul_flops, timed, write_report
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -252,16 +250,10 @@ def vocoder_benchmark(adapter: LogMelAdapter, x: Tensor, s: Settings) -> tuple[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--quick", action="store_true", help="2 timed iterations of everything, 3 sampler steps")
+    parser = bench_parser(__doc__, "2 timed iterations of everything, 3 sampler steps")
     args = parser.parse_args()
     s = QUICK if args.quick else FULL
-    torch.set_num_threads(2)
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        print(f"warning: load average {load_start:.1f}; timings will be unreliable on a busy machine", flush=True)
-    start = time.perf_counter()
+    load_start, start = begin()
 
     peak = matmul_flops(s)
     print(f"matmul {MATMUL_N}^3 float32: {peak / 1e9:.1f} GFLOP/s", flush=True)

@@ -40,17 +40,15 @@ Writes ``text.md`` (the table, also printed) to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from _common import SDPA_CPU_FLOPS, timed, write_report
+from _common import SDPA_CPU_FLOPS, begin, bench_parser, timed, write_report
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
@@ -202,16 +200,10 @@ def measure(name: str, s: Settings) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--quick", action="store_true", help="CPU pairs only, 1 timed step, 3 sampler steps")
+    parser = bench_parser(__doc__, "CPU pairs only, 1 timed step, 3 sampler steps")
     args = parser.parse_args()
     s = QUICK if args.quick else FULL
-    torch.set_num_threads(2)
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        print(f"warning: load average {load_start:.1f}; timings will be unreliable on a busy machine", flush=True)
-    start = time.perf_counter()
+    load_start, start = begin()
 
     pairs = [(what, label, text) for what, label, text, full in PAIRS if s.full_pairs or not full]
     measured = [(what, measure(label, s), measure(text, s)) for what, label, text in pairs]

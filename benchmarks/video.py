@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, matmul_flops, timed, write_report
+from _common import MATMUL_N, SDPA_CPU_FLOPS, TIMINGS, begin, bench_parser, matmul_flops, timed, write_report
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -302,20 +302,14 @@ def train_cells(r: dict, peak: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--quick", action="store_true", help="one grid point per model, 2 timed iterations, 3 steps")
+    parser = bench_parser(__doc__, "one grid point per model, 2 timed iterations, 3 steps")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement in a fresh process
     args = parser.parse_args()
     if args.one:
         run_one(json.loads(args.one))
         return
     s = QUICK if args.quick else FULL
-    torch.set_num_threads(2)
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        print(f"warning: load average {load_start:.1f}; timings will be unreliable on a busy machine", flush=True)
-    start = time.perf_counter()
+    load_start, start = begin()
 
     peak = matmul_flops(s)
     print(f"matmul {MATMUL_N}^3 float32: {peak / 1e9:.1f} GFLOP/s", flush=True)
