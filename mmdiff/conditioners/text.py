@@ -95,14 +95,14 @@ class TextPrompts:
         self._words: dict[int, str] = {}  # id -> the last word seen with it (hashes cannot be inverted)
         self.tokenizer = None
         if path is not None:
-            from .pretrained import check_model_folder, load_tokenizer
+            from .pretrained import load_tokenizer
 
-            check_model_folder(path)
-            self.tokenizer = load_tokenizer(path)
+            self.tokenizer = load_tokenizer(path)  # checks that path is a model folder first
             max_length = min(max_length, self.tokenizer.model_max_length)
         if max_length < 2:
             raise ValueError(f"conditioner.max_length must be at least 2 tokens, got {max_length}")
         self.max_length = int(max_length)
+        self._null = {k: v[0] for k, v in self.tokenize([""]).items()}  # read at every training step: made once
 
     # ---- captions -> token ids ---------------------------------------------------------------------------------
     def _clean(self, text: str) -> str:
@@ -167,7 +167,7 @@ class TextPrompts:
 
     def null(self) -> dict[str, Any]:
         """The empty caption, one sample's ``(L,)`` ids and mask."""
-        return {k: v[0] for k, v in self.tokenize([""]).items()}
+        return dict(self._null)
 
     def _prompts(self, n: int, prompt: str | Sequence[str] | None, name: str) -> list[str]:
         if prompt is None:
