@@ -46,6 +46,26 @@ class GaussianMixture:
         means[:, 0], means[:, 1] = radius * angle.cos(), radius * angle.sin()
         return cls(means, torch.full((components,), std))
 
+    @classmethod
+    def uneven(cls, scale: float = 1.0, dim: int = 2) -> GaussianMixture:
+        """Five modes of different widths (std 0.02 to 0.5 of ``scale``) and weights, spread so that the data has
+        about ``scale`` standard deviation per dimension: sharp and broad modes in one problem, as real data has."""
+        means = torch.zeros(5, dim, dtype=torch.float64)
+        means[:, :2] = torch.tensor([[-1.2, -0.6], [1.1, -0.9], [0.1, 1.3], [-0.9, 1.0], [1.3, 0.8]]) / 1.2
+        stds = torch.tensor([0.02, 0.06, 0.15, 0.3, 0.5])
+        return cls(means * scale, stds * scale, weights=[0.3, 0.25, 0.2, 0.15, 0.1])
+
+    def scaled(self, factor: float) -> GaussianMixture:
+        """The same mixture with every length multiplied by ``factor`` (means and stds)."""
+        return GaussianMixture(self.means * factor, self.stds * factor, self.weights)
+
+    @property
+    def std(self) -> float:
+        """The data's standard deviation per dimension (``sigma_data``), averaged over dimensions."""
+        mean = self.weights @ self.means  # (D,)
+        second = self.weights @ (self.means**2).sum(1) + self.dim * (self.weights @ self.stds**2)
+        return math.sqrt(max(second.item() - (mean**2).sum().item(), 0.0) / self.dim)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` exact samples ``(n, dim)``, float32."""
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -84,3 +104,14 @@ class _ExactNetwork(nn.Module):
         x0 = self.mixture.denoise(x, sigma)
         noise = (x - x0) / append_dims(sigma, x.ndim)
         return prediction_from(self.parameterization, x0, noise, alpha, s).float()
+
+
+def known_answer_mixtures() -> dict[str, GaussianMixture]:
+    """The known-answer problems the sampler tests and ``benchmarks/samplers.py`` share: one shape at three data
+    scales (0.1, 1, 10), each with sharp and broad modes, and a second shape: a ring of eight equal sharp modes."""
+    return {
+        "uneven x0.1": GaussianMixture.uneven(0.1),
+        "uneven x1": GaussianMixture.uneven(1.0),
+        "uneven x10": GaussianMixture.uneven(10.0),
+        "ring": GaussianMixture.ring(),
+    }
