@@ -6,7 +6,7 @@ import torch
 from _helpers import mixture_for
 
 from mmdiff.core import PARAMETERIZATIONS, SAMPLERS, DiffusionModel, GaussianMixture, NoiseSource, sample, vp_linear
-from mmdiff.core.samplers import ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral
+from mmdiff.core.samplers import ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral, unipc
 from mmdiff.core.spacing import karras_sigmas
 from mmdiff.metrics import sliced_wasserstein
 
@@ -73,14 +73,28 @@ def _gaussian_exact(mu=1.0, s=0.5):
     return denoise, solution
 
 
-@pytest.mark.parametrize(("name", "order"), [("euler", 1), ("heun", 2), ("dpmpp_2m", 2), ("dpmpp_3m", 3)])
-def test_deterministic_samplers_converge_at_their_order(name, order):
+@pytest.mark.parametrize(
+    ("name", "options", "order"),
+    [
+        ("euler", {}, 1),
+        ("heun", {}, 2),
+        ("dpmpp_2m", {}, 2),
+        ("dpmpp_3m", {}, 3),
+        # UniPC-p: the predictor of order p, raised to p + 1 by the corrector (Zhao et al. 2023, Thm. 3.3)
+        ("unipc", {"order": 1}, 2),
+        ("unipc", {"order": 2}, 3),
+        ("unipc", {"order": 3}, 4),
+        ("unipc", {"order": 2, "corrector": False}, 2),
+        ("unipc_bh1", {"order": 2}, 3),
+    ],
+)
+def test_deterministic_samplers_converge_at_their_order(name, options, order):
     denoise, solution = _gaussian_exact()
     x_start = torch.linspace(-3, 3, 64).unsqueeze(1) * 80
     errors = []
     for steps in (10, 20, 40):
         sigmas = karras_sigmas(steps, 0.002, 80.0)
-        x = SAMPLERS[name](denoise, x_start.clone(), sigmas)
+        x = SAMPLERS[name](denoise, x_start.clone(), sigmas, **options)
         errors.append((x - solution(x_start, 80.0)).abs().max().item())
     rates = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
     assert errors[-1] < errors[0]
@@ -157,6 +171,57 @@ def test_unknown_sampler_names_list_the_choices():
         sample(mixture_for((1, 2)).denoise, (1, 2), sampler="dpm")
     with pytest.raises(ValueError, match=r"unknown diffusers scheduler 'Nope'.*DDIMScheduler"):
         sample(mixture_for((1, 2)).denoise, (1, 2), sampler="diffusers:Nope")
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize(("variant", "final"), [("bh2", "zero"), ("bh2", "sigma_min"), ("bh1", "sigma_min")])
+def test_unipc_agrees_with_diffusers(variant, order, spacing, final):
+    """Native UniPC against diffusers' UniPCMultistepScheduler: same model, same noise, same sigmas.
+
+    diffusers' bh1 returns NaN on a final step to sigma = 0 (its B(h) = h is infinite there), so bh1 is compared
+    on the schedule that ends at sigma_min; ours returns the denoised estimate at that step.
+    """
+    schedule = vp_linear()
+    net = GaussianMixture.ring().exact_network(schedule, "epsilon")
+    scheduler = diffusers.UniPCMultistepScheduler(
+        prediction_type="epsilon",
+        timestep_spacing=spacing,
+        steps_offset=1,
+        solver_order=order,
+        solver_type=variant,
+        final_sigmas_type=final,
+    )
+    scheduler.set_timesteps(8)
+    noise = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+    expected = _diffusers_loop(scheduler, net, noise)
+    sigmas = scheduler.sigmas.double()
+    got = unipc(
+        DiffusionModel(schedule, "epsilon").denoiser(net),
+        noise * sigmas[0].float(),
+        sigmas,
+        order=order,
+        variant=variant,
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=5e-4)
+
+
+def test_unipc_predictor_of_order_2_is_dpmpp_2m():
+    """UniP-2 without the corrector is DPM-Solver++(2M) (its rho = 1/2 is DPM-Solver++'s 1/(2r) weight)."""
+    mixture = mixture_for((16, 3))
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(1)) * 30
+    sigmas = karras_sigmas(9, 0.01, 30.0)
+    torch.testing.assert_close(
+        unipc(mixture.denoise, x, sigmas, order=2, corrector=False), dpmpp_2m(mixture.denoise, x, sigmas)
+    )
+
+
+def test_unipc_refuses_unknown_variants_and_orders():
+    mixture = mixture_for((2, 2))
+    with pytest.raises(ValueError, match="variant must be 'bh1' or 'bh2', got 'bh3'"):
+        sample(mixture.denoise, (2, 2), sampler="unipc", variant="bh3")
+    with pytest.raises(ValueError, match="order must be 1, 2 or 3, got 4"):
+        sample(mixture.denoise, (2, 2), sampler="unipc", order=4)
 
 
 def test_denoiser_calls_counts_heun_twice():

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -229,6 +230,107 @@ def dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None):
     return dpmpp_3m_sde(denoiser, x, sigmas, noise=noise, callback=callback, eta=0.0)
 
 
+def _unipc_coefficients(h: float, ratios: list[float], variant: str, corrector: bool) -> tuple[float, list[float]]:
+    """The UniPC weights for one step of size ``h`` in lambda (Zhao et al. 2023, Alg. 1-2 with the ``B(h)`` of sec.
+    3.3; data prediction).
+
+    ``ratios`` are ``r_k = (lambda_k - lambda_0) / h`` of the older estimates used (negative, newest first). Returns
+    ``B(h)`` and the ``rho`` weights of the differences ``(D_k - D_0) / r_k`` (for the corrector, the last weight
+    belongs to ``D_t - D_0``, the new estimate at the step's end, with ``r = 1``).
+    """
+    hh = -h
+    h_phi_k = math.expm1(hh) / hh - 1  # phi_2-like term, updated below to the higher phi_k
+    b_h = hh if variant == "bh1" else math.expm1(hh)
+    rks = [*ratios, 1.0]
+    order = len(rks)  # the corrector solves for one more weight than the predictor
+    rows, rhs, factorial = [], [], 1
+    for i in range(1, order + 1):
+        rows.append([r ** (i - 1) for r in rks])
+        rhs.append(h_phi_k * factorial / b_h)
+        factorial *= i + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    if corrector:
+        rhos = [0.5] if order == 1 else np.linalg.solve(np.array(rows), np.array(rhs)).tolist()
+    elif not ratios:
+        rhos = []
+    else:  # the predictor uses the first len(ratios) conditions
+        rhos = [0.5] if len(ratios) == 1 else np.linalg.solve(np.array(rows)[:-1, :-1], np.array(rhs)[:-1]).tolist()
+    return b_h, rhos
+
+
+def _unipc_update(x, sigma, sigma_next, history, variant, denoised_next=None):
+    """One UniP step (``denoised_next is None``) or the UniC correction of the step just taken, from ``x`` at
+    ``sigma`` to ``sigma_next``. ``history``: ``(lambda, D)`` pairs, newest last; its newest is the estimate at ``x``.
+
+    Written as one linear combination ``a x + sum_k c_k D_k`` so the tensor maths is a few float32 axpys.
+    """
+    lam0, d0 = history[-1]
+    h = math.log(sigma / sigma_next)
+    older = history[-2::-1]  # newest first
+    ratios = [(lam - lam0) / h for lam, _ in older]
+    b_h, rhos = _unipc_coefficients(h, ratios, variant, corrector=denoised_next is not None)
+    out = (sigma_next / sigma) * x - math.expm1(-h) * d0  # the first-order (DDIM) step
+    for (_, d_k), r_k, rho in zip(older, ratios, rhos):  # - B(h) rho_k (D_k - D_0) / r_k
+        c = b_h * rho / r_k
+        out = out - c * d_k + c * d0
+    if denoised_next is not None:
+        out = out - (b_h * rhos[-1]) * (denoised_next - d0)
+    return out
+
+
+def unipc(
+    denoiser, x, sigmas, *, noise=None, callback=None, order=3, variant="bh2", corrector=True, lower_order_final=True
+):
+    """UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
+    Models"): the multistep predictor UniP of ``order`` on the data prediction, and the corrector UniC, which reuses
+    the new denoiser output at each step's end to raise the step's order by one at no extra call.
+
+    In the VE frame (``alpha = 1``, ``lambda = -log sigma``) the update is the paper's with ``alpha_t = 1``.
+    ``variant``: ``bh1`` (``B(h) = h``, the paper's choice for unconditional sampling) or ``bh2``
+    (``B(h) = e^h - 1``, for guided sampling). Warm-up: the order is limited by the estimates seen so far; with
+    ``lower_order_final`` the last steps drop to orders 1 and 2 (as diffusers does), which keeps few-step sampling
+    stable; the step to ``sigma = 0`` returns the denoised estimate. One denoiser call per step.
+    """
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"unipc: variant must be 'bh1' or 'bh2', got {variant!r}")
+    if order not in (1, 2, 3):
+        raise ValueError(f"unipc: order must be 1, 2 or 3, got {order!r}")
+    sig = sigmas.tolist()
+    steps = len(sig) - 1
+    x = x.float()
+    history: list[tuple[float, Tensor]] = []  # (lambda, denoised), newest last, at most `order`
+    x_before, last_order = None, 0  # the previous step's start and the history length its predictor used
+    for i in range(steps):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        if corrector and x_before is not None:
+            x = _unipc_update(x_before, sig[i - 1], sigma, history[-last_order:], variant, denoised_next=denoised)
+        history = [*history, (-math.log(sigma), denoised)][-order:]
+        if sigma_next == 0:
+            x_before, x = x, denoised
+        else:
+            step_order = min(order, len(history), steps - i) if lower_order_final else min(order, len(history))
+            x_before, last_order = x, step_order
+            x = _unipc_update(x, sigma, sigma_next, history[-step_order:], variant)
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
+def unipc_bh1(denoiser, x, sigmas, *, noise=None, callback=None, order=3, corrector=True, lower_order_final=True):
+    """:func:`unipc` with ``B(h) = h`` (the paper's choice for unconditional sampling)."""
+    return unipc(
+        denoiser,
+        x,
+        sigmas,
+        noise=noise,
+        callback=callback,
+        order=order,
+        variant="bh1",
+        corrector=corrector,
+        lower_order_final=lower_order_final,
+    )
+
+
 #: Samplers by name, for :func:`mmdiff.core.sample` and configs. Names that draw fresh noise at every step:
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
@@ -240,6 +342,8 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_2m_sde": dpmpp_2m_sde,
     "dpmpp_3m": dpmpp_3m,
     "dpmpp_3m_sde": dpmpp_3m_sde,
+    "unipc": unipc,
+    "unipc_bh1": unipc_bh1,
 }
 
 
