@@ -59,7 +59,11 @@ def test_quick_run_writes_tables_and_plot(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "SAMPLERS", {"euler": None, "heun": None})
     monkeypatch.setattr(bench, "DIFFUSERS", ("UniPCMultistepScheduler",))
     monkeypatch.setattr(bench, "K_SAMPLERS", {"sample_lms": {}})
-    bench.main(["--quick", "--n", "64", "--converged-steps", "8", "--out", str(tmp_path)])
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--quick", "--n", "64", "--converged-steps", "8", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)  # main() sets the thread count for the whole process
     report = (tmp_path / "samplers.md").read_text()
     for row in ("| euler |", "| heun |", "| sample() defaults |", "| diffusers UniPCMultistep |"):
         assert report.count(row) == 1 + len(bench.QUICK_PROBLEMS), row  # the summary and one table per problem
