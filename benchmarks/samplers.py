@@ -350,14 +350,15 @@ def main(argv: list[str] | None = None) -> None:
     machine = f"{platform.platform(terse=True)}, {os.cpu_count()} CPUs (1 thread), torch {torch.__version__}"
     load = f"1-min load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     sigma_data = "with `sigma_data=` the mixture's std" if SIGMA_DATA_KEYWORD else "(no `sigma_data=` keyword yet)"
+    spacing = inspect.signature(sample).parameters["spacing"].default
     k_note = "" if any(m.family == "k-diffusion" for m in methods) else " k-diffusion was not installed: no rows."
     lines = [
         f"Sliced W1 (256 projections) to {n} fresh true samples vs denoiser calls (NFE), exact denoisers of "
         f"`known_answer_mixtures()`; n = {n} samples per set, seed {SEED} for every sampler; mmdiff rows "
-        f"through `sample()` {sigma_data}; diffusers schedulers through the bridge with their defaults and "
-        f"`use_karras_sigmas=True` on DDPM's linear betas (sigma 157 .. 0.01); k-diffusion on Karras sigmas (rho 7) "
-        f"over `sample()`'s default range.{k_note} {machine}; {datetime.date.today()}; wall time {wall:.0f} s; "
-        f"{load}.",
+        f"through `sample()` {sigma_data} and its default spacing ({spacing}); diffusers schedulers through the "
+        "bridge with their defaults and `use_karras_sigmas=True` on DDPM's linear betas (sigma 157 .. 0.01); "
+        f"k-diffusion on Karras sigmas (rho 7) over `sample()`'s default range.{k_note} {machine}; "
+        f"{datetime.date.today()}; wall time {wall:.0f} s; {load}.",
         "",
         f"Cells: SWD (ratio to the same sampler's own distance at {args.converged_steps} steps, and the calls made "
         "where they differ from the NFE). Where the converged distance sits near the floor, ratios near 1 are "
