@@ -7,6 +7,9 @@ Layout of ``<run_dir>/checkpoints/step_000500/``:
   tensors in the first, everything else (numbers, strings, the nesting) in the second;
 * ``config.yaml``: the resolved config, so a checkpoint folder alone can be loaded.
 
+The run directory also holds ``step_schedules.json``: step schedules tuned for the run (``mmdiff tune-steps``), read
+by :func:`read_step_schedules` and written atomically by :func:`write_step_schedule`.
+
 Nothing in a checkpoint is unpickled: safetensors, JSON and YAML (safe loader) cannot run code, and a file in a
 checkpoint folder that is a pickle (or a ``torch.save`` archive) is refused with an error naming it, so a planted
 payload never runs. A checkpoint is written into a hidden temporary folder and renamed into place, so a crash while
@@ -22,6 +25,7 @@ import os
 import random
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +304,71 @@ def load_state(checkpoint: str | Path) -> dict[str, Any]:
     if not isinstance(saved, dict) or saved.get("format") != _STATE_FORMAT:
         raise CheckpointError(f"{folder / 'state.json'}: not an mmdiff state file of format {_STATE_FORMAT}")
     return _decode(saved["state"], _load_safetensors(folder / "state.safetensors"))
+
+
+# ---- tuned step schedules -------------------------------------------------------------------------------------
+STEP_SCHEDULES = "step_schedules.json"
+
+
+def schedules_dir(checkpoint: str | Path) -> Path:
+    """Where the tuned step schedules of a loaded checkpoint live: its run directory when the checkpoint sits in one
+    (``<run>/checkpoints/step_N``), else the checkpoint's own folder (a folder copied out of its run)."""
+    folder = Path(checkpoint)
+    folder = folder.parent if folder.is_file() else folder
+    if folder.parent.name == "checkpoints" and _STEP_DIR.match(folder.name):
+        return folder.parent.parent
+    return folder
+
+
+def read_step_schedules(run_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The tuned step schedules of a run (``<run_dir>/step_schedules.json``; ``{}`` when it has none).
+
+    Layout: ``{sampler: {str(steps): {"sigmas": [steps + 1 floats, decreasing, last 0], "fitted": {...}}}}``, where
+    ``fitted`` says how the list was made (reference steps, calibration size, errors before and after, guidance
+    scale, starting spacing, checkpoint). Plain JSON: reading it runs nothing. A damaged file or a malformed entry is
+    a :class:`CheckpointError` naming the file and the entry."""
+    path = Path(run_dir) / STEP_SCHEDULES
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected an object {{sampler: {{steps: {{sigmas, fitted}}}}}}")
+    for sampler, by_steps in data.items():
+        if not isinstance(by_steps, dict):
+            raise CheckpointError(f"{path}: {sampler}: expected an object {{steps: {{sigmas, fitted}}}}")
+        for steps, entry in by_steps.items():
+            sigmas = entry.get("sigmas") if isinstance(entry, dict) else None
+            ok = (
+                steps.isdigit()
+                and isinstance(sigmas, list)
+                and len(sigmas) == int(steps) + 1
+                and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sigmas)
+                and sigmas[-1] == 0
+                and all(a > b for a, b in pairwise(sigmas))
+            )
+            if not ok:
+                raise CheckpointError(
+                    f"{path}: {sampler}.{steps}: expected sigmas: a list of steps + 1 decreasing numbers ending at 0"
+                )
+    return data
+
+
+def write_step_schedule(
+    run_dir: str | Path, sampler: str, steps: int, sigmas: list[float], fitted: dict[str, Any]
+) -> Path:
+    """Add (or replace) the tuned schedule for ``(sampler, steps)`` in ``<run_dir>/step_schedules.json``, keeping the
+    others; written to a temporary file and renamed into place, so a crash never leaves a half-written file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory")
+    data = read_step_schedules(run_dir)
+    data.setdefault(sampler, {})[str(int(steps))] = {"sigmas": [float(s) for s in sigmas], "fitted": dict(fitted)}
+    ordered = {s: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for s, v in sorted(data.items())}
+    final = run_dir / STEP_SCHEDULES
+    tmp = run_dir / f".{STEP_SCHEDULES}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(ordered, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return final

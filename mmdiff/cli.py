@@ -3,6 +3,8 @@
 * ``mmdiff train recipe=NAME key=value ...``: train with Hydra (``--cfg job`` prints the resolved config;
   ``--recipes DIR`` adds a folder of your own recipes; a bare ``mmdiff train`` lists the recipes);
 * ``mmdiff sample run=PATH n=4 out=DIR key=value ...``: generate media from a trained run;
+* ``mmdiff tune-steps run=PATH steps=10 ...``: fit the run's noise levels for a few-step sampler (stored with the run,
+  used by ``mmdiff sample`` and ``pipe.generate`` for that sampler and step count);
 * ``mmdiff demo``: the core's samplers on a known distribution.
 """
 
@@ -21,6 +23,7 @@ COMMANDS = {
     "train": "train a recipe: mmdiff train recipe=NAME [key=value ...]",
     "sample": "generate from a trained run: mmdiff sample run=PATH n=4 out=DIR [key=value ...]",
     "eval": "score a trained run's samples against its data: mmdiff eval run=PATH n=32 [out=report.json]",
+    "tune-steps": "fit a run's noise levels for few steps: mmdiff tune-steps run=PATH steps=10 [sampler=NAME n=16 ...]",
     "demo": "sample a known distribution with the core's samplers and report their accuracy",
 }
 
@@ -138,7 +141,13 @@ def _train(argv: list[str]) -> int:
 RUN_KEYS = ("run", "device", "ema", "n", "progress")
 SAMPLE_KEYS = (*RUN_KEYS, "out", "overwrite")
 EVAL_KEYS = (*RUN_KEYS, "out")
+TUNE_KEYS = (*RUN_KEYS, "reference_steps", "evaluations")
+#: generation options that tune-steps refuses: editing, and the noise levels it is there to choose
+TUNE_REFUSED = ("init", "strength", "keep", "sigmas", "tuned")
 
+
+#: tune-steps' default base seed: calibration noises apart from the seeds generation uses by default (0, 1, ...)
+TUNE_SEED = 10_000
 
 #: Keys whose value is free text, taken as written (a prompt "yes: loud" is not YAML); a list is written [a, b].
 TEXT_KEYS = ("prompt", "negative_prompt")
@@ -171,7 +180,7 @@ def _load_for(command: str, given: dict[str, Any]):
     opts = dict(given)
     if "run" not in opts:
         raise ValueError("run=PATH is required (a run directory or a checkpoint folder)")
-    own = SAMPLE_KEYS if command == "sample" else EVAL_KEYS
+    own = _own_keys(command)
     if command == "eval":
         for key in ("init", "strength", "keep"):
             if key in opts:
@@ -187,6 +196,10 @@ def _load_for(command: str, given: dict[str, Any]):
     if "init" in opts:
         opts["init"] = str(opts["init"])
     return pipe, mine, opts
+
+
+def _own_keys(command: str) -> tuple[str, ...]:
+    return {"sample": SAMPLE_KEYS, "eval": EVAL_KEYS, "tune-steps": TUNE_KEYS}[command]
 
 
 def _run_dir_of(path: Path) -> Path:
@@ -225,8 +238,9 @@ def _usage(command: str, argv: list[str]) -> int | None:
     if not argv or argv[0] in ("-h", "--help"):
         from .generation import GenerateOptions
 
-        own = SAMPLE_KEYS if command == "sample" else EVAL_KEYS
-        options = sorted({*own, *GenerateOptions.keys()} - {"num_samples"})
+        own = _own_keys(command)
+        refused = {"num_samples", *(TUNE_REFUSED if command == "tune-steps" else ())}
+        options = sorted({*own, *GenerateOptions.keys()} - refused)
         print(
             f"usage: {COMMANDS[command]}\noptions: {', '.join(options)}, and the run's conditions (label=..., prompt=...)"
         )
@@ -277,6 +291,92 @@ def _eval(argv: list[str]) -> int:
     if mine.get("out"):
         Path(str(mine["out"])).write_text(json.dumps(report, indent=2))
         print(f"wrote {mine['out']}")
+    return 0
+
+
+def _tune_steps(argv: list[str]) -> int:
+    from .checkpoints import schedules_dir, write_step_schedule
+    from .conditioners import guidance_null
+    from .core import tune_sigmas
+    from .generation import default_sigmas, split_options
+
+    if (code := _usage("tune-steps", argv)) is not None:
+        return code
+    given = parse_key_values(argv)
+    for key in TUNE_REFUSED:
+        if key in given:
+            raise ValueError(
+                f"{key}: mmdiff tune-steps fits plain generation's noise levels; {key} is for mmdiff sample"
+            )
+    if "steps" not in given:
+        raise ValueError("steps=N is required: the number of sampler steps to fit a schedule for (e.g. steps=10)")
+    given.setdefault("n", 16)
+    given.setdefault("seed", TUNE_SEED)
+    pipe, mine, opts = _load_for("tune-steps", given)
+    chosen, request = split_options(opts, pipe.conditioner)
+    options = pipe.defaults.replace(**chosen, tuned=False, sigmas=None)
+    options.check()
+    if options.steps < 2:
+        raise ValueError(f"steps: a schedule of {options.steps} step has no inner noise level to fit; use steps >= 2")
+    if options.sampler.startswith("diffusers:"):
+        raise ValueError(f"sampler: {options.sampler} chooses its own noise levels; tune an mmdiff sampler")
+    reference_steps, evaluations = mine.get("reference_steps", 100), mine.get("evaluations", 200)
+    for name, value in (("reference_steps", reference_steps), ("evaluations", evaluations)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a whole number >= 1, got {value!r}")
+    n, device = options.num_samples, pipe.device
+    cond = pipe.conditioner.request(n, device, **request)
+    null = guidance_null(pipe.conditioner, n, device, request)
+    guided = options.guidance_scale != 1.0 and bool(null)
+    start = default_sigmas(options, pipe.model.schedule)
+    info: dict[str, Any] = {}
+    sigmas = tune_sigmas(
+        pipe.denoiser,
+        (n, *pipe.adapter.sample_shape(options.length)),
+        options.steps,
+        sigmas_init=start,
+        seeds=options.seeds(),
+        sampler=options.sampler,
+        reference_steps=reference_steps,
+        cond=cond,
+        guidance_scale=options.guidance_scale if guided else 1.0,
+        null_cond=null if guided else None,
+        guidance_rescale=options.guidance_rescale,
+        guidance_interval=tuple(options.guidance_interval) if options.guidance_interval else None,
+        evaluations=evaluations,
+        device=device,
+        progress=bool(mine.get("progress", True)),
+        info=info,
+        **options.sampler_options(),
+    )
+    print(
+        f"{options.sampler}, {options.steps} steps, {n} calibration samples (seeds {options.seeds()[0]}..): RMS "
+        f"distance to the {reference_steps}-step result from the same noise {info['error_before']:.4g} "
+        f"({options.spacing} spacing) -> {info['error_after']:.4g} ({info['evaluations']} sampler runs)"
+    )
+    if not info["error_after"] < info["error_before"]:
+        print(f"no better schedule found: nothing written (try more evaluations=, now {evaluations})")
+        return 0
+    fitted = {
+        "reference_steps": reference_steps,
+        "calibration": n,
+        "seed": options.seeds()[0],
+        "evaluations": info["evaluations"],
+        "error_before": info["error_before"],
+        "error_after": info["error_after"],
+        "start": {"spacing": options.spacing, "sigmas": [float(s) for s in start]},
+        "guidance_scale": options.guidance_scale if guided else 1.0,
+        "conditions": dict(request) or "default request",
+        "checkpoint": pipe.checkpoint.name if pipe.checkpoint is not None else None,
+    }
+    path = write_step_schedule(
+        schedules_dir(pipe.checkpoint or Path(str(given["run"]))), options.sampler, options.steps, sigmas, fitted
+    )
+    print("sigmas: " + ", ".join(f"{s:.4g}" for s in sigmas.tolist()))
+    print(
+        f"wrote {path}: used by mmdiff sample / pipe.generate with sampler={options.sampler} steps={options.steps} "
+        "(tuned=false turns it off)"
+    )
     return 0
 
 
@@ -362,15 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: mmdiff <command> [options]\n\ncommands:")
         for name, text in COMMANDS.items():
-            print(f"  {name:<8}{text}")
+            print(f"  {name:<12}{text}")
         print("\n--debug (or HYDRA_FULL_ERROR=1) shows the traceback of an error.")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "demo": _demo}
+    handlers = {"train": _train, "sample": _sample, "eval": _eval, "tune-steps": _tune_steps, "demo": _demo}
     if command not in handlers:
         print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    if command in ("sample", "eval"):  # `mmdiff train` logs through Hydra (console and train.log)
+    if command in ("sample", "eval", "tune-steps"):  # `mmdiff train` logs through Hydra (console and train.log)
         _log_to_stderr()
     try:
         with _user_errors(command):

@@ -17,13 +17,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from itertools import pairwise
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .conditioners import Conditioner, guidance_null
-from .core import SPACINGS, resolve_sampler, sample
+from .core import SPACINGS, resolve_sampler, sample, sigmas_for
 from .modality import ModalityAdapter
 
 #: Options that only some samplers take; passed to the sampler when set, refused when it does not take them.
@@ -52,6 +53,10 @@ class GenerateOptions:
         init: media to edit (a file, a decoded item, or a batch in the model's space).
         strength: SDEdit strength in (0, 1] with ``init`` (1 regenerates fully).
         keep: ``(start, end)``: keep that range of ``init`` and generate the rest (inpainting, continuation).
+        tuned: use the run's tuned step schedule for ``(sampler, steps)`` when it has one (``mmdiff tune-steps``) and
+            the call sets no ``spacing``, ``sigma_min``, ``sigma_max`` or ``sigmas`` of its own; ``False``: never.
+        sigmas: an explicit list of ``steps + 1`` decreasing noise levels ending at 0 (overrides ``spacing``,
+            ``sigma_min``, ``sigma_max`` and a tuned schedule).
     """
 
     num_samples: int = 4
@@ -71,6 +76,8 @@ class GenerateOptions:
     init: Any = None
     strength: float = 1.0
     keep: Sequence[float] | None = None
+    tuned: bool = True
+    sigmas: Sequence[float] | None = None
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -133,6 +140,10 @@ class GenerateOptions:
             raise ValueError(f"length: expected a positive number (seconds, frames), got {self.length!r}")
         if not (_number(self.strength) and 0 < self.strength <= 1):
             raise ValueError(f"strength: expected a number in (0, 1], got {self.strength!r}")
+        if not isinstance(self.tuned, bool):
+            raise ValueError(f"tuned: expected true or false, got {self.tuned!r}")
+        if self.sigmas is not None:
+            _sigma_list(self.sigmas, self.steps)
         if (self.strength != 1 or self.keep is not None) and self.init is None:
             raise ValueError("init: strength < 1 and keep=(start, end) edit an input: give init=FILE")
         self.sampler_options()
@@ -145,6 +156,21 @@ def _number(value: Any) -> bool:
 def _whole(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a whole number >= 1, got {value!r}")
+
+
+def _sigma_list(value: Any, steps: int) -> None:
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or not all(_number(v) for v in value)
+        or len(value) != steps + 1
+        or value[-1] != 0
+        or any(a <= b for a, b in pairwise(value))
+    ):
+        raise ValueError(
+            f"sigmas: expected steps + 1 = {steps + 1} decreasing numbers ending at 0 (or set steps to match), "
+            f"got {value!r}"
+        )
 
 
 def _pair(value: Any, name: str, form: str) -> None:
@@ -174,11 +200,19 @@ def split_options(
 
 
 class Samples(list):
-    """Generated media items (a list), with each sample's ``seeds`` and ``captions`` (condition and seed)."""
+    """Generated media items (a list), with each sample's ``seeds`` and ``captions`` (condition and seed), and the
+    explicit ``sigmas`` the sampler walked (a tuned or given list; ``None``: the spacing's own)."""
 
-    def __init__(self, items: Sequence[Any], seeds: Sequence[int], captions: Sequence[str]):
+    def __init__(
+        self,
+        items: Sequence[Any],
+        seeds: Sequence[int],
+        captions: Sequence[str],
+        sigmas: Sequence[float] | None = None,
+    ):
         super().__init__(items)
         self.seeds, self.captions = list(seeds), list(captions)
+        self.sigmas = None if sigmas is None else [float(s) for s in sigmas]
 
 
 def generate(
@@ -218,6 +252,7 @@ def generate(
         sampler=options.sampler,
         steps=options.steps,
         seed=seeds,
+        sigmas=options.sigmas,
         schedule=schedule,
         spacing=options.spacing,
         sigma_min=options.sigma_min,
@@ -236,7 +271,18 @@ def generate(
     )
     described = conditioner.describe(cond) or [""] * n
     captions = [f"{what}\nseed {seed}" if what else f"seed {seed}" for what, seed in zip(described, seeds)]
-    return Samples(decode_seeded(adapter, x, seeds), seeds, captions)
+    return Samples(decode_seeded(adapter, x, seeds), seeds, captions, options.sigmas)
+
+
+def default_sigmas(options: GenerateOptions, schedule: Any = None) -> Tensor:
+    """The sigma list that :func:`generate` walks for ``options`` without a tuned or explicit list: ``options.steps``
+    steps of ``options.spacing`` over the schedule's range (or ``sigma_min`` / ``sigma_max``). float64, ending at 0.
+    ``mmdiff tune-steps`` starts its fit from it."""
+    if options.sigmas is not None:
+        return torch.tensor([float(s) for s in options.sigmas], dtype=torch.float64)
+    return sigmas_for(
+        schedule, options.steps, options.spacing, sigma_min=options.sigma_min, sigma_max=options.sigma_max
+    )
 
 
 def decode_seeded(adapter: ModalityAdapter, x: Tensor, seeds: Sequence[int]) -> list[Any]:

@@ -34,6 +34,7 @@ from .schedules import (
     vp_sigmoid,
 )
 from .spacing import SPACINGS, karras_sigmas, sigmas_for
+from .step_tuning import tune_sigmas
 
 __all__ = [
     "PARAMETERIZATIONS",
@@ -65,6 +66,7 @@ __all__ = [
     "schedule_from_diffusers",
     "sigmas_for",
     "truncate_for_strength",
+    "tune_sigmas",
     "vp_cosine",
     "vp_linear",
     "vp_scaled_linear",
