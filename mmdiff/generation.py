@@ -40,9 +40,14 @@ class GenerateOptions:
         seed: base seed (sample ``i`` uses ``seed + i``) or one seed per sample.
         sampler: a name from :data:`mmdiff.core.SAMPLERS` or ``"diffusers:<SchedulerClass>"``.
         steps: sampler steps.
-        spacing: how the steps are spread over the noise levels (``karras``, ``trailing``, ...).
-        sigma_min: smallest noise level (default: the schedule's).
-        sigma_max: largest noise level (default: the schedule's).
+        sampler: default ``unipc`` (measured best at 10-20 steps, docs/core.md).
+        spacing: how the steps are spread over the noise levels: ``exponential`` (uniform in log-sigma, the
+            default), ``karras``, or a time spacing of the schedule (``trailing``, ...).
+        sigma_min: smallest nonzero noise level (default: ``0.01 sigma_data``, inside the schedule's range).
+        sigma_max: starting noise level (default: ``20 sigma_data``, inside the schedule's range).
+        sigma_data: the data's standard deviation in the model's space, which sets the default noise range
+            (:func:`mmdiff.core.spacing.sigma_range`); 1 fits the built-in adapters (log-mels and pixels scaled to
+            about unit size); ``None``: the schedule's whole trained range.
         guidance_scale: classifier-free guidance scale (1: off).
         guidance_rescale: guidance rescale in [0, 1] (Lin et al. 2023).
         guidance_interval: ``(sigma_lo, sigma_hi)``: guide only there (Kynkäänniemi et al. 2024).
@@ -61,11 +66,12 @@ class GenerateOptions:
 
     num_samples: int = 4
     seed: int | Sequence[int] = 0
-    sampler: str = "dpmpp_2m"
+    sampler: str = "unipc"
     steps: int = 25
-    spacing: str = "trailing"
+    spacing: str = "exponential"
     sigma_min: float | None = None
     sigma_max: float | None = None
+    sigma_data: float | None = 1.0
     guidance_scale: float = 1.0
     guidance_rescale: float = 0.0
     guidance_interval: Sequence[float] | None = None
@@ -128,6 +134,10 @@ class GenerateOptions:
             raise ValueError(f"guidance_scale: expected a number >= 0 (1: no guidance), got {self.guidance_scale!r}")
         if not (_number(self.guidance_rescale) and 0 <= self.guidance_rescale <= 1):
             raise ValueError(f"guidance_rescale: expected a number in [0, 1], got {self.guidance_rescale!r}")
+        if self.sigma_data is not None and not (_number(self.sigma_data) and self.sigma_data > 0):
+            raise ValueError(
+                f"sigma_data: expected the data's standard deviation (> 0) or null, got {self.sigma_data!r}"
+            )
         for key in ("sigma_min", "sigma_max", "eta", "s_churn", "s_noise"):
             value = getattr(self, key)
             if value is not None and not (_number(value) and value >= 0):
@@ -257,6 +267,7 @@ def generate(
         spacing=options.spacing,
         sigma_min=options.sigma_min,
         sigma_max=options.sigma_max,
+        sigma_data=options.sigma_data,
         cond=cond,
         guidance_scale=options.guidance_scale if guided else 1.0,
         null_cond=null if guided else None,
@@ -281,7 +292,12 @@ def default_sigmas(options: GenerateOptions, schedule: Any = None) -> Tensor:
     if options.sigmas is not None:
         return torch.tensor([float(s) for s in options.sigmas], dtype=torch.float64)
     return sigmas_for(
-        schedule, options.steps, options.spacing, sigma_min=options.sigma_min, sigma_max=options.sigma_max
+        schedule,
+        options.steps,
+        options.spacing,
+        sigma_min=options.sigma_min,
+        sigma_max=options.sigma_max,
+        sigma_data=options.sigma_data,
     )
 
 

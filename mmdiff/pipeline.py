@@ -28,7 +28,7 @@ from .modality import ModalityAdapter
 log = logging.getLogger("mmdiff.pipeline")
 
 #: Options that choose the noise levels themselves: set in a call, they win over a tuned schedule.
-_OWN_SCHEDULE = ("spacing", "sigma_min", "sigma_max", "sigmas")
+_OWN_SCHEDULE = ("spacing", "sigma_min", "sigma_max", "sigma_data", "sigmas")
 
 
 def _config_and_weights(path: Path) -> tuple[DictConfig, Path]:

@@ -63,7 +63,7 @@ def test_every_sampler_option_is_reachable_and_unknown_keys_are_named(doc_runs):
         ({"guidance_scale": -1.0}, "guidance_scale: expected a number >= 0"),
         ({"length": -3.0}, "length: expected a positive number"),
         ({"sampler": "nope"}, "unknown sampler 'nope'"),
-        ({"spacing": "odd"}, "spacing: expected one of karras"),
+        ({"spacing": "odd"}, "spacing: expected one of exponential, karras"),
         ({"strength": 0.5}, "init: strength < 1 and keep"),
         ({"seed": [1, 2]}, "seed: expected one integer or 4"),
         ({"keep": (3, 1), "init": "x.wav"}, r"keep: expected 0 <= start < end"),

@@ -5,9 +5,19 @@ import pytest
 import torch
 from _helpers import mixture_for
 
-from mmdiff.core import PARAMETERIZATIONS, SAMPLERS, DiffusionModel, GaussianMixture, NoiseSource, sample, vp_linear
-from mmdiff.core.samplers import ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral, unipc
-from mmdiff.core.spacing import karras_sigmas
+from mmdiff.core import (
+    PARAMETERIZATIONS,
+    SAMPLERS,
+    DiffusionModel,
+    EDMSchedule,
+    GaussianMixture,
+    NoiseSource,
+    sample,
+    vp_linear,
+)
+from mmdiff.core.gmm import known_answer_mixtures
+from mmdiff.core.samplers import STOCHASTIC, ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral, unipc
+from mmdiff.core.spacing import karras_sigmas, sigma_range
 from mmdiff.metrics import sliced_wasserstein
 
 RANK_SHAPES = {2: (3, 4), 3: (3, 2, 3), 4: (3, 2, 2, 2), 5: (3, 1, 2, 2, 2)}
@@ -85,7 +95,7 @@ def _gaussian_exact(mu=1.0, s=0.5):
         ("unipc", {"order": 2}, 3),
         ("unipc", {"order": 3}, 4),
         ("unipc", {"order": 2, "corrector": False}, 2),
-        ("unipc_bh1", {"order": 2}, 3),
+        ("unipc", {"order": 2, "variant": "bh1"}, 3),
     ],
 )
 def test_deterministic_samplers_converge_at_their_order(name, options, order):
@@ -233,6 +243,55 @@ def test_denoiser_calls_counts_heun_twice():
         assert len(calls) == denoiser_calls(name, 7)
 
 
+def _swd(mixture, reference, steps, **kw):
+    n = reference.shape[0]
+    return sliced_wasserstein(
+        sample(mixture.denoise, (n, 2), steps=steps, seed=0, sigma_data=mixture.std, **kw), reference
+    )
+
+
+@pytest.mark.parametrize("name", sorted(known_answer_mixtures()))
+def test_sample_defaults_at_few_calls_against_their_converged_distance(name):
+    """Issue 15's goal on mixtures of three scales and two shapes, n = 40,000 as in the issue; the defaults are
+    told only the data's scale (sigma_data). At 20 calls the goal (within 1.1x of the 200-step distance from the same
+    seeds) is met: measured 0.94x (uneven, every scale) and 1.05x (ring). At 10 calls the goal of 1.5x is NOT met:
+    measured 3.4x and 2.0x (a tuned schedule reaches 1.49x and 1.07x, docs/core.md); the 10-call bound below only
+    guards that figure against regressions (it was 5.1x and 5.3x before unipc became the default)."""
+    mixture = known_answer_mixtures()[name]
+    reference = mixture.sample(40_000, torch.Generator().manual_seed(100))
+    converged = _swd(mixture, reference, 200)
+    assert _swd(mixture, reference, 20) < 1.1 * converged
+    assert _swd(mixture, reference, 10) < 4.0 * converged
+
+
+@pytest.mark.parametrize(("name", "nfe"), [("uneven x1", 5), ("uneven x1", 10), ("ring", 10)])
+def test_no_deterministic_sampler_is_worse_than_euler_at_few_calls(name, nfe):
+    """Higher order must not cost accuracy at 5 and 10 calls (warm-up, lower-order final steps, second order over
+    long steps, Heun's bounded correction). Left out: the samplers that inject fresh noise (at 5 calls their noise
+    costs more than Euler's error), and the ring at 5 calls, where the goal is NOT met: there the second-order
+    multistep samplers over 4 log-steps of 1.9 measured 0.22 (dpmpp_2m, dpmpp_3m) and 0.25 (unipc) against Euler's
+    0.19 (heun 0.12), n = 20,000. Full table: benchmarks/results/samplers.md."""
+    mixture = known_answer_mixtures()[name]
+    reference = mixture.sample(20_000, torch.Generator().manual_seed(100))
+    euler_swd = _swd(mixture, reference, nfe, sampler="euler")
+    for sampler in sorted(set(SAMPLERS) - {"euler", "ddim"} - STOCHASTIC):
+        steps = max(s for s in range(1, nfe + 1) if denoiser_calls(sampler, s) <= nfe)
+        got = _swd(mixture, reference, steps, sampler=sampler)
+        assert got <= euler_swd, f"{sampler} at {nfe} calls: {got:.4f} > euler's {euler_swd:.4f}"
+
+
+def test_default_sigma_range_follows_the_data_and_the_schedule():
+    assert sigma_range(sigma_data=2.0) == pytest.approx((0.02, 40.0))
+    assert sigma_range() == pytest.approx((0.005, 10.0))  # EDM's sigma_data = 0.5 when nothing is known
+    assert sigma_range(EDMSchedule(sigma_data=1.0)) == pytest.approx((0.01, 20.0))
+    vp = vp_linear()
+    assert sigma_range(vp) == pytest.approx((vp.sigma_min, vp.sigma_max))  # no data scale: the trained range
+    assert sigma_range(vp, sigma_data=0.1)[0] == pytest.approx(vp.sigma_min)  # kept inside the trained range
+    assert sigma_range(sigma_data=1.0, sigma_max=5.0) == pytest.approx((0.01, 5.0))
+    with pytest.raises(ValueError, match="sigma_data: expected the data's standard deviation"):
+        sigma_range(sigma_data=0.0)
+
+
 def test_gaussian_mixture_quality_dpmpp_2m_20_vs_ddpm_500():
     """The known-answer check. n = 16384 points from an 8-mode ring; sliced W1 (256 directions) to a fresh true set.
 
@@ -242,10 +301,11 @@ def test_gaussian_mixture_quality_dpmpp_2m_20_vs_ddpm_500():
     """
     mixture = GaussianMixture.ring()
     n = 16384
+    edm = {"spacing": "karras", "sigma_min": 0.002, "sigma_max": 80.0}  # the range these figures were measured on
     ref = mixture.sample(n, torch.Generator().manual_seed(100))
-    dpm20 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="dpmpp_2m", steps=20, seed=0), ref)
-    ddpm500 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="ddpm", steps=500, seed=0), ref)
-    dpm10 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="dpmpp_2m", steps=10, seed=0), ref)
+    dpm20 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="dpmpp_2m", steps=20, seed=0, **edm), ref)
+    ddpm500 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="ddpm", steps=500, seed=0, **edm), ref)
+    dpm10 = sliced_wasserstein(sample(mixture.denoise, (n, 2), sampler="dpmpp_2m", steps=10, seed=0, **edm), ref)
     assert ddpm500 < 0.045
     assert dpm20 < 0.045
     assert dpm20 < ddpm500 + 0.025

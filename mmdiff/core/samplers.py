@@ -25,6 +25,12 @@ from torch import Tensor
 
 Denoiser = Callable[..., Tensor]
 
+#: The longest step (in lambda = -log sigma, noise included for SDE samplers) over which a multistep sampler
+#: extrapolates with a quadratic (third order). Over longer steps the fit through the last three estimates, spaced
+#: as far apart, overshoots: at 5-7 steps on the known-answer mixtures third-order steps were 1.2-3.5x worse than
+#: second-order ones, and at 10 steps (h = 0.77) better (benchmarks/samplers.py, docs/core.md).
+THIRD_ORDER_MAX_STEP = 1.0
+
 
 class StepInfo(NamedTuple):
     """What a sampler reports to ``callback`` after step ``i`` (from ``sigma`` to ``sigma_next``)."""
@@ -68,21 +74,29 @@ def euler(denoiser, x, sigmas, *, noise=None, callback=None, s_churn=0.0, s_tmin
 
 
 def heun(denoiser, x, sigmas, *, noise=None, callback=None, s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0):
-    """Heun's second-order method (Karras et al. 2022, Alg. 2). The last step to sigma = 0 is an Euler step.
-    Costs two denoiser calls per step but the last."""
+    """Heun's second-order method (Karras et al. 2022, Alg. 2: an Euler predictor, then a correction with the
+    denoiser at the predicted point; optional churn), with the correction taken in the exponential-integrator
+    form of the data-prediction ODE (Lu et al. 2022, "DPM-Solver++"; ``D`` linear in ``lambda = -log sigma``):
+    ``x' = r x + (1 - r) D + (h - 1 + r) / h (D' - D)`` with ``r = sigma'/sigma``, ``h = -log r``.
+
+    Karras' trapezoid in sigma, ``x + (sigma' - sigma) (d + d') / 2`` with ``d' = (x_euler - D') / sigma'``, weighs
+    the prediction's error by ``sigma / (2 sigma')``: over a long step to a small sigma it blows up (at 5 calls it
+    diverged on the known-answer mixtures). This form has bounded weights, the same order, and the same result as
+    the step shrinks. The last step to sigma = 0 is an Euler step. Two denoiser calls per step but the last."""
     sig = sigmas.tolist()
     x = x.float()
     for i in range(len(sig) - 1):
         x, sigma_hat = _churn(x, sig[i], len(sig) - 1, noise, s_churn, s_tmin, s_tmax, s_noise)
         sigma_next = sig[i + 1]
         denoised = _denoise(denoiser, x, sigma_hat)
-        d = (x - denoised) / sigma_hat
-        x_euler = x + (sigma_next - sigma_hat) * d
+        r = sigma_next / sigma_hat
+        x_euler = denoised + r * (x - denoised)  # = x + (sigma_next - sigma_hat) * d
         if sigma_next == 0:
             x = x_euler
         else:
-            d_next = (x_euler - _denoise(denoiser, x_euler, sigma_next)) / sigma_next
-            x = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next)
+            h = math.log(sigma_hat / sigma_next)
+            slope = (h - 1 + r) / h  # the weight of the change of D over the step
+            x = x_euler + slope * (_denoise(denoiser, x_euler, sigma_next) - denoised)
         _report(callback, i, sig[i], sigma_next, x, denoised)
     return x
 
@@ -185,6 +199,12 @@ def dpmpp_3m_sde(denoiser, x, sigmas, *, noise=None, callback=None, eta=1.0, s_n
     With ``hh = (1 + eta) h`` the update integrates a quadratic fit ``D(lambda)`` of the last three denoised
     estimates exactly: ``x' = e^{-hh} x + (1 - e^{-hh}) D + phi2 h D' + phi3 h^2 D''`` (derivatives in lambda at the
     current point) with ``phi2 = 1 - (1 - e^{-hh}) / hh`` and ``phi3 = (hh^2/2 - hh + 1 - e^{-hh}) / hh^2``.
+    Warm-up and lower-order final steps, as diffusers' multistep solvers do: the order is limited by the estimates
+    seen so far and by the steps left (the last step is first order, the one before it at most second), so a
+    third-order extrapolation never spans the long last steps of a few-step schedule; a step longer than
+    :data:`THIRD_ORDER_MAX_STEP` in lambda is second order. Its second-order steps are :func:`dpmpp_2m_sde`'s (the
+    midpoint weight ``(1 - e^{-hh}) / 2r``; the exact integral of the linear extrapolation, ``phi2 h / h_1``,
+    nearly doubles that weight over long steps and was 2x worse at 5 calls).
     """
     sig = sigmas.tolist()
     x = x.float()
@@ -202,14 +222,15 @@ def dpmpp_3m_sde(denoiser, x, sigmas, *, noise=None, callback=None, eta=1.0, s_n
             x = math.exp(-hh) * x - math.expm1(-hh) * denoised
             phi2 = 1 + math.expm1(-hh) / hh
             phi3 = (hh * hh / 2 - hh + 1 - math.exp(-hh)) / (hh * hh)
-            if d_1 is not None and d_2 is not None:
+            final = len(sig) - 1 - i  # steps left: the last two drop to orders 1 and 2 (lower-order final)
+            if d_1 is not None and d_2 is not None and final >= 3 and hh <= THIRD_ORDER_MAX_STEP:
                 slope0 = (denoised - d_1) / h_1  # dD/dlambda between the last two points
                 slope1 = (d_1 - d_2) / h_2
                 curv = 2 * (slope0 - slope1) / (h_1 + h_2)  # d2D/dlambda2 of the quadratic fit
                 deriv = slope0 + 0.5 * curv * h_1  # dD/dlambda at the current point
                 x = x + (phi2 * h) * deriv + (phi3 * h * h) * curv
-            elif d_1 is not None:
-                x = x + (phi2 * h) * (denoised - d_1) / h_1
+            elif d_1 is not None and final >= 2:  # second order: DPM-Solver++(2M)'s midpoint weight, as dpmpp_2m
+                x = x - (0.5 * math.expm1(-hh) * h / h_1) * (denoised - d_1)
             if eta > 0:
                 x = x + noise(x) * (sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise)
         d_1, d_2 = denoised, d_1
@@ -279,17 +300,20 @@ def _unipc_update(x, sigma, sigma_next, history, variant, denoised_next=None):
 
 
 def unipc(
-    denoiser, x, sigmas, *, noise=None, callback=None, order=3, variant="bh2", corrector=True, lower_order_final=True
+    denoiser, x, sigmas, *, noise=None, callback=None, order=2, variant="bh2", corrector=True, lower_order_final=True
 ):
     """UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
     Models"): the multistep predictor UniP of ``order`` on the data prediction, and the corrector UniC, which reuses
     the new denoiser output at each step's end to raise the step's order by one at no extra call.
 
     In the VE frame (``alpha = 1``, ``lambda = -log sigma``) the update is the paper's with ``alpha_t = 1``.
-    ``variant``: ``bh1`` (``B(h) = h``, the paper's choice for unconditional sampling) or ``bh2``
-    (``B(h) = e^h - 1``, for guided sampling). Warm-up: the order is limited by the estimates seen so far; with
-    ``lower_order_final`` the last steps drop to orders 1 and 2 (as diffusers does), which keeps few-step sampling
-    stable; the step to ``sigma = 0`` returns the denoised estimate. One denoiser call per step.
+    ``variant``: ``bh2`` (``B(h) = e^h - 1``, the default) or ``bh1`` (``B(h) = h``, the paper's choice for
+    unconditional sampling at 10+ steps; with diffusers' fixed second-order weight it overshoots long steps: 5.5x
+    bh2's distance at 5 calls on the known-answer mixtures). ``order = 2`` (with the corrector: third order) is the default, as
+    in diffusers: measured best at 5-20 calls. Warm-up: the order is limited by the estimates seen so far; with
+    ``lower_order_final`` the last steps drop to orders 1 and 2 (as diffusers does), and a step longer than
+    :data:`THIRD_ORDER_MAX_STEP` is at most second order, which keeps few-step sampling stable; the step to
+    ``sigma = 0`` returns the denoised estimate. One denoiser call per step.
     """
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"unipc: variant must be 'bh1' or 'bh2', got {variant!r}")
@@ -310,28 +334,15 @@ def unipc(
             x_before, x = x, denoised
         else:
             step_order = min(order, len(history), steps - i) if lower_order_final else min(order, len(history))
+            if step_order == 3 and math.log(sigma / sigma_next) > THIRD_ORDER_MAX_STEP:
+                step_order = 2
             x_before, last_order = x, step_order
             x = _unipc_update(x, sigma, sigma_next, history[-step_order:], variant)
         _report(callback, i, sigma, sigma_next, x, denoised)
     return x
 
 
-def unipc_bh1(denoiser, x, sigmas, *, noise=None, callback=None, order=3, corrector=True, lower_order_final=True):
-    """:func:`unipc` with ``B(h) = h`` (the paper's choice for unconditional sampling)."""
-    return unipc(
-        denoiser,
-        x,
-        sigmas,
-        noise=noise,
-        callback=callback,
-        order=order,
-        variant="bh1",
-        corrector=corrector,
-        lower_order_final=lower_order_final,
-    )
-
-
-#: Samplers by name, for :func:`mmdiff.core.sample` and configs. Names that draw fresh noise at every step:
+#: Samplers by name, for :func:`mmdiff.core.sample` and configs.
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
     "ddim": ddim,
@@ -343,8 +354,10 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_3m": dpmpp_3m,
     "dpmpp_3m_sde": dpmpp_3m_sde,
     "unipc": unipc,
-    "unipc_bh1": unipc_bh1,
 }
+
+#: The samplers that draw fresh noise at every step by default (``ddim`` and ``euler`` only with ``eta`` / churn).
+STOCHASTIC = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde"})
 
 
 #: Denoiser calls a sampler makes for ``steps`` steps (the cost axis of the benchmark).

@@ -15,7 +15,44 @@ from torch import Tensor
 
 from .schedules import Schedule, VPSchedule
 
-SPACINGS = ("karras", "exponential", "trailing", "leading", "linspace")
+SPACINGS = ("exponential", "karras", "trailing", "leading", "linspace")
+
+#: The default noise range in units of the data's standard deviation ``sigma_data``: ``sigma_max`` well above the data
+#: (the prior ``N(0, sigma_max^2)`` then differs from the noised data by ``sigma_data^2 / sigma_max^2`` in variance)
+#: and ``sigma_min`` below the finest detail. Measured best at 10-20 denoiser calls on the known-answer mixtures
+#: (``benchmarks/samplers.py``, docs/core.md); EDM's 0.002..80 at its sigma_data = 0.5 is 0.004..160.
+SIGMA_MIN_PER_DATA = 0.01
+SIGMA_MAX_PER_DATA = 20.0
+#: The data scale assumed when neither ``sigma_data`` nor a schedule is given (EDM's, images in [-1, 1]).
+DEFAULT_SIGMA_DATA = 0.5
+
+
+def sigma_range(
+    schedule: Schedule | None = None,
+    *,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float | None = None,
+) -> tuple[float, float]:
+    """The ``(sigma_min, sigma_max)`` a sampler walks: explicit values win; else ``sigma_data`` times
+    (:data:`SIGMA_MIN_PER_DATA`, :data:`SIGMA_MAX_PER_DATA`), kept inside the schedule's trained range; with a
+    schedule but no data scale, the schedule's own range (EDM's schedule carries its ``sigma_data``)."""
+    if sigma_data is None and schedule is not None:
+        sigma_data = getattr(schedule, "sigma_data", None)
+    if sigma_data is not None and not (isinstance(sigma_data, (int, float)) and sigma_data > 0):
+        raise ValueError(f"sigma_data: expected the data's standard deviation (> 0), got {sigma_data!r}")
+    if sigma_data is None and schedule is not None:
+        lo, hi = schedule.sigma_min, schedule.sigma_max
+    else:
+        scale = sigma_data if sigma_data is not None else DEFAULT_SIGMA_DATA
+        lo, hi = SIGMA_MIN_PER_DATA * scale, SIGMA_MAX_PER_DATA * scale
+        if schedule is not None:
+            lo, hi = max(lo, schedule.sigma_min), min(hi, schedule.sigma_max)
+    lo = sigma_min if sigma_min is not None else lo
+    hi = sigma_max if sigma_max is not None else hi
+    if not 0 < lo < hi:
+        raise ValueError(f"sigma range: expected 0 < sigma_min < sigma_max, got {lo} and {hi}")
+    return float(lo), float(hi)
 
 
 def _with_zero(sigmas: Tensor) -> Tensor:
@@ -58,24 +95,24 @@ def _continuous_units(steps: int, spacing: str) -> np.ndarray:
 def sigmas_for(
     schedule: Schedule | None,
     steps: int,
-    spacing: str = "karras",
+    spacing: str = "exponential",
     *,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
+    sigma_data: float | None = None,
     rho: float = 7.0,
     steps_offset: int = 0,
 ) -> Tensor:
     """The ``steps + 1`` sigmas (float64, decreasing, last = 0) for ``steps`` sampler steps.
 
-    ``schedule`` gives the sigma range (overridable with ``sigma_min`` / ``sigma_max``) and, for the time spacings,
-    the time axis. Without a schedule only ``karras`` and ``exponential`` apply, with the EDM range 0.002..80.
+    The range comes from :func:`sigma_range` (explicit values, the data's scale, the schedule). ``schedule`` also
+    gives the time axis of the time spacings; without one only ``exponential`` and ``karras`` apply.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
-    lo = sigma_min if sigma_min is not None else (schedule.sigma_min if schedule is not None else 0.002)
-    hi = sigma_max if sigma_max is not None else (schedule.sigma_max if schedule is not None else 80.0)
+    lo, hi = sigma_range(schedule, sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data)
     if spacing == "karras":
         return karras_sigmas(steps, lo, hi, rho)
     if spacing == "exponential":
