@@ -296,9 +296,8 @@ def _eval(argv: list[str]) -> int:
 
 def _tune_steps(argv: list[str]) -> int:
     from .checkpoints import schedules_dir, write_step_schedule
-    from .conditioners import guidance_null
     from .core import tune_sigmas
-    from .generation import default_sigmas, split_options
+    from .generation import default_sigmas, guidance_arguments, split_options
 
     if (code := _usage("tune-steps", argv)) is not None:
         return code
@@ -326,8 +325,7 @@ def _tune_steps(argv: list[str]) -> int:
             raise ValueError(f"{name}: expected a whole number >= 1, got {value!r}")
     n, device = options.num_samples, pipe.device
     cond = pipe.conditioner.request(n, device, **request)
-    null = guidance_null(pipe.conditioner, n, device, request)
-    guided = options.guidance_scale != 1.0 and bool(null)
+    guidance = guidance_arguments(pipe.conditioner, options, device, request)
     start = default_sigmas(options, pipe.model.schedule)
     info: dict[str, Any] = {}
     sigmas = tune_sigmas(
@@ -339,10 +337,7 @@ def _tune_steps(argv: list[str]) -> int:
         sampler=options.sampler,
         reference_steps=reference_steps,
         cond=cond,
-        guidance_scale=options.guidance_scale if guided else 1.0,
-        null_cond=null if guided else None,
-        guidance_rescale=options.guidance_rescale,
-        guidance_interval=tuple(options.guidance_interval) if options.guidance_interval else None,
+        **guidance,
         evaluations=evaluations,
         device=device,
         progress=bool(mine.get("progress", True)),
@@ -365,7 +360,7 @@ def _tune_steps(argv: list[str]) -> int:
         "error_before": info["error_before"],
         "error_after": info["error_after"],
         "start": {"spacing": options.spacing, "sigmas": [float(s) for s in start]},
-        "guidance_scale": options.guidance_scale if guided else 1.0,
+        "guidance_scale": guidance["guidance_scale"],
         "conditions": dict(request) or "default request",
         "checkpoint": pipe.checkpoint.name if pipe.checkpoint is not None else None,
     }

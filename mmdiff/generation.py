@@ -252,10 +252,6 @@ def generate(
     if options.keep is not None:
         mask = adapter.range_mask(shape, *options.keep).to(device)
         cond.update(adapter.known_conditions(init, mask))
-    null = guidance_null(conditioner, n, device, dict(request or {}))
-    guided = options.guidance_scale != 1.0 and bool(null)
-    if (request or {}).get("negative_prompt") is not None and not guided:
-        raise ValueError("negative_prompt: works through guidance; set guidance_scale above 1 (e.g. 3)")
     x = sample(
         denoiser,
         shape,
@@ -269,10 +265,7 @@ def generate(
         sigma_max=options.sigma_max,
         sigma_data=options.sigma_data,
         cond=cond,
-        guidance_scale=options.guidance_scale if guided else 1.0,
-        null_cond=null if guided else None,
-        guidance_rescale=options.guidance_rescale,
-        guidance_interval=tuple(options.guidance_interval) if options.guidance_interval else None,
+        **guidance_arguments(conditioner, options, device, request),
         init=init,
         strength=options.strength,
         mask=mask,
@@ -299,6 +292,24 @@ def default_sigmas(options: GenerateOptions, schedule: Any = None) -> Tensor:
         sigma_max=options.sigma_max,
         sigma_data=options.sigma_data,
     )
+
+
+def guidance_arguments(
+    conditioner: Conditioner, options: GenerateOptions, device: Any, request: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The guidance keywords of :func:`mmdiff.core.sample` for a call: guidance is on when ``guidance_scale`` is not 1
+    and the conditioner has a null condition for the request; a negative prompt without guidance is an error."""
+    request = dict(request or {})
+    null = guidance_null(conditioner, options.num_samples, torch.device(device), request)
+    guided = options.guidance_scale != 1.0 and bool(null)
+    if request.get("negative_prompt") is not None and not guided:
+        raise ValueError("negative_prompt: works through guidance; set guidance_scale above 1 (e.g. 3)")
+    return {
+        "guidance_scale": options.guidance_scale if guided else 1.0,
+        "null_cond": null if guided else None,
+        "guidance_rescale": options.guidance_rescale,
+        "guidance_interval": tuple(options.guidance_interval) if options.guidance_interval else None,
+    }
 
 
 def decode_seeded(adapter: ModalityAdapter, x: Tensor, seeds: Sequence[int]) -> list[Any]:
