@@ -79,7 +79,7 @@ def test_sample_takes_sampler_options_and_conditions_and_says_where_it_wrote(poi
         (["guidance_scale=-1"], ["guidance_scale: expected a number >= 0"]),
         (["length=5"], ["length: points have no length"]),
         (["etta=1"], ["unknown option 'etta'; valid options:", "eta", "label"]),
-        (["eta=0.5"], ["eta: sampler 'dpmpp_2m' does not take it"]),
+        (["eta=0.5"], ["eta: sampler 'unipc' does not take it"]),
         (["init=missing.wav"], ["init"]),
     ],
 )

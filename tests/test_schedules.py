@@ -98,7 +98,7 @@ def test_continuous_spacings_and_errors():
     assert len(s) == 5 and (s[:-1].diff() < 0).all() and s[0] == pytest.approx(1000.0)
     with pytest.raises(ValueError, match="needs a schedule"):
         sigmas_for(None, 4, "trailing")
-    with pytest.raises(ValueError, match="expected one of karras"):
+    with pytest.raises(ValueError, match="expected one of exponential, karras"):
         sigmas_for(None, 4, "cosine")
 
 
