@@ -32,6 +32,14 @@ Denoiser = Callable[..., Tensor]
 THIRD_ORDER_MAX_STEP = 1.0
 
 
+def _multistep_order(order: int, known: int, steps_left: int, step: float) -> int:
+    """The order of a multistep sampler's next step: at most ``order``, the ``known`` estimates it has (warm-up), the
+    ``steps_left`` (lower-order final steps: the last two are orders 1 and 2, as diffusers' solvers), and second
+    order over a ``step`` in lambda longer than :data:`THIRD_ORDER_MAX_STEP`."""
+    chosen = min(order, known, steps_left)
+    return 2 if chosen == 3 and step > THIRD_ORDER_MAX_STEP else chosen
+
+
 class StepInfo(NamedTuple):
     """What a sampler reports to ``callback`` after step ``i`` (from ``sigma`` to ``sigma_next``)."""
 
@@ -222,14 +230,15 @@ def dpmpp_3m_sde(denoiser, x, sigmas, *, noise=None, callback=None, eta=1.0, s_n
             x = math.exp(-hh) * x - math.expm1(-hh) * denoised
             phi2 = 1 + math.expm1(-hh) / hh
             phi3 = (hh * hh / 2 - hh + 1 - math.exp(-hh)) / (hh * hh)
-            final = len(sig) - 1 - i  # steps left: the last two drop to orders 1 and 2 (lower-order final)
-            if d_1 is not None and d_2 is not None and final >= 3 and hh <= THIRD_ORDER_MAX_STEP:
+            known = 1 + (d_1 is not None) + (d_2 is not None)
+            step_order = _multistep_order(3, known, len(sig) - 1 - i, hh)
+            if step_order == 3:
                 slope0 = (denoised - d_1) / h_1  # dD/dlambda between the last two points
                 slope1 = (d_1 - d_2) / h_2
                 curv = 2 * (slope0 - slope1) / (h_1 + h_2)  # d2D/dlambda2 of the quadratic fit
                 deriv = slope0 + 0.5 * curv * h_1  # dD/dlambda at the current point
                 x = x + (phi2 * h) * deriv + (phi3 * h * h) * curv
-            elif d_1 is not None and final >= 2:  # second order: DPM-Solver++(2M)'s midpoint weight, as dpmpp_2m
+            elif step_order == 2:  # second order: DPM-Solver++(2M)'s midpoint weight, as dpmpp_2m
                 x = x - (0.5 * math.expm1(-hh) * h / h_1) * (denoised - d_1)
             if eta > 0:
                 x = x + noise(x) * (sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise)
@@ -333,9 +342,8 @@ def unipc(
         if sigma_next == 0:
             x_before, x = x, denoised
         else:
-            step_order = min(order, len(history), steps - i) if lower_order_final else min(order, len(history))
-            if step_order == 3 and math.log(sigma / sigma_next) > THIRD_ORDER_MAX_STEP:
-                step_order = 2
+            steps_left = steps - i if lower_order_final else steps
+            step_order = _multistep_order(order, len(history), steps_left, math.log(sigma / sigma_next))
             x_before, last_order = x, step_order
             x = _unipc_update(x, sigma, sigma_next, history[-step_order:], variant)
         _report(callback, i, sigma, sigma_next, x, denoised)
