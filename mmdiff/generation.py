@@ -315,13 +315,14 @@ def guidance_arguments(
 def decode_seeded(adapter: ModalityAdapter, x: Tensor, seeds: Sequence[int]) -> list[Any]:
     """Decode each sample of ``x (B, ...)`` alone with torch's RNG seeded by its seed, so a decoder that draws random
     numbers (Griffin-Lim's initial phase) gives the same media for a seed in any batch; the caller's RNG state is
-    restored afterwards."""
+    restored afterwards. Decoding runs in float32 with autocast off: a caller's mixed precision (the trainer's demo
+    samples under bf16) is for the network, and decoders such as Griffin-Lim take no half-precision input."""
     devices = [x.device] if x.device.type == "cuda" else []
     items: list[Any] = []
     for row, seed in zip(x, seeds):
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), torch.autocast(x.device.type, enabled=False):
             torch.manual_seed(seed)
-            items.extend(adapter.decode(row[None]))
+            items.extend(adapter.decode(row[None].float()))
     return items
 
 

@@ -6,6 +6,7 @@ import torch
 from _helpers import train_tiny_run
 
 import mmdiff
+from mmdiff.generation import decode_seeded
 from mmdiff.modalities.audio import LogMelAdapter, load_audio, roundtrip_quality, write_audio
 from mmdiff.modalities.audio.synth import MusicSynth
 from mmdiff.nn import UNet
@@ -59,6 +60,17 @@ def test_logmel_adapter_shapes_lengths_and_stereo(tmp_path):
     assert xs.shape == (1, 64, 56) and stereo.decode(xs)[0].shape[0] == 2
     with pytest.raises(ValueError, match=r"audio batch must be \(B, 1, samples\)"):
         adapter.encode({"audio": torch.randn(2, 2, 100)})
+
+
+def test_decoding_under_bf16_autocast_is_float32():
+    """The trainer writes demo samples under its mixed precision; the vocoder (Griffin-Lim takes no bf16) and the
+    decoded audio stay float32 (found on the first bf16 run of audio_music, where every demo sample step failed)."""
+    adapter = LogMelAdapter(sample_rate=16000, n_mels=32, duration=0.5)
+    x = torch.randn(2, *adapter.sample_shape())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        clips = decode_seeded(adapter, x, [0, 1])
+    assert [c.dtype for c in clips] == [torch.float32] * 2
+    assert torch.equal(clips[0], decode_seeded(adapter, x[:1], [0])[0])  # the same audio as without autocast
 
 
 def test_round_trip_quality_bounds_what_a_model_can_sound_like():
