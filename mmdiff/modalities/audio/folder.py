@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..folders import SkipFile, caption_summary, scan_folder
-from .io import AudioDecodeError, audio_info, load_audio
+from .io import AudioDecodeError, audio_info, decoded_length, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
 
@@ -136,11 +136,37 @@ class AudioFolder(Dataset):
             item["label"] = torch.tensor(self.clips[index].label, dtype=torch.int64)
         return item
 
+    def _length(self, index: int) -> int:
+        """Samples a full decode and resample of file ``index`` gives, from its header duration (no decoding):
+        exact where the header is (wav, flac, mp3 with a Xing/LAME header, ogg/opus, m4a), see
+        :func:`~mmdiff.modalities.audio.io.decoded_length`."""
+        clip = self.clips[index]
+        return decoded_length(clip.duration, clip.sample_rate, self.sample_rate)
+
+    def _window(self, index: int, start: int, stop: int) -> Tensor:
+        """``(C, stop - start)``: samples ``[start, stop)`` of the full decode of file ``index``, decoded from a seek;
+        fewer when the file ends before ``stop`` (its header overstated its length)."""
+        rate, path = self.sample_rate, self.clips[index].path
+        return load_audio(path, rate, self.channels, offset=start / rate, duration=(stop - start) / rate)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | str]:
+        """The crop of item ``key``. Its start is drawn as it always was, ``randint(0, length - n + 1)`` from the
+        item's generator, with ``length`` the full decode's length, now known from the header so that only the crop
+        is decoded (:meth:`_window`). Short files, cached files and files whose decode falls short of their header
+        are read whole, the draw repeated on the real length (the crop a whole-file read gives)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         index = range(len(self.clips))[index]  # IndexError when out of range; one cache entry per file
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        return self._item(index, self._fit(self._waveform(index), generator))
+        length, n = self._length(index), self.num_samples
+        if self.cache or index in self._cache or length <= n:
+            return self._item(index, self._fit(self._waveform(index), generator))
+        state = (generator or torch.default_generator).get_state()  # to repeat the draw on a whole-file read
+        start = int(torch.randint(0, length - n + 1, (1,), generator=generator))
+        audio = self._window(index, start, start + n)  # (C, n)
+        if audio.shape[1] < n:
+            (generator or torch.default_generator).set_state(state)
+            audio = self._fit(self._waveform(index), generator)
+        return self._item(index, audio)
 
     # ------------------------------------------------------------------------------------------- evaluation crops
 
@@ -151,9 +177,34 @@ class AudioFolder(Dataset):
 
     def crops(self, index: int, positions: Sequence[int]) -> list[dict[str, Tensor | str]]:
         """Items for crops ``positions`` of file ``index``: crop ``k`` starts at ``k * duration`` seconds (the last
-        whole crop when the file is shorter than its header said). One decode of the file for all of them."""
+        whole crop when the file is shorter than its header said). Each run of adjacent positions is decoded as one
+        window from a seek, so a few crops of a long file do not decode all of it; a file shorter than one crop, or
+        one whose decode falls short of its header, is read whole."""
         index = range(len(self.clips))[index]
-        waveform = self._waveform(index)  # (channels, T_file)
+        length, n = self._length(index), self.num_samples
+        if self.cache or index in self._cache or length <= n:
+            return self._crops_from(index, self._waveform(index), positions)
+        starts = {int(k): min(int(k) * n, length - n) for k in positions}  # crop position -> first sample
+        windows: dict[int, tuple[int, Tensor]] = {}  # crop position -> (window start, (C, window samples))
+        run: list[int] = []
+        for k in [*sorted(starts, key=starts.get), None]:  # runs of crops that touch or overlap
+            if run and (k is None or starts[k] > starts[run[-1]] + n):
+                lo, hi = starts[run[0]], starts[run[-1]] + n
+                window = self._window(index, lo, hi)  # (C, hi - lo)
+                if window.shape[1] < hi - lo:  # the file is shorter than its header said
+                    return self._crops_from(index, self._waveform(index), positions)
+                windows.update((j, (lo, window)) for j in run)
+                run = []
+            if k is not None:
+                run.append(k)
+        items = []
+        for k in positions:
+            lo, window = windows[int(k)]
+            items.append(self._item(index, window[:, starts[int(k)] - lo : starts[int(k)] - lo + n].clone()))
+        return items
+
+    def _crops_from(self, index: int, waveform: Tensor, positions: Sequence[int]) -> list[dict[str, Tensor | str]]:
+        """:meth:`crops` from the whole file ``waveform`` ``(C, T_file)``: short files padded or looped."""
         length, n = waveform.shape[1], self.num_samples
         items = []
         for k in positions:

@@ -4,6 +4,12 @@ Why PyAV: one decoder for every container and codec a dataset may hold (wav of a
 opus, m4a/aac, aiff), the same library the video modality uses, and no dependency on torchaudio's changing I/O
 backends. Resampling is :func:`torchaudio.functional.resample` (band-limited sinc), done once per file on load.
 
+Windows (``load_audio(..., offset=, duration=)``) decode only what they need: one seek to a packet before the window
+(less a pre-roll, because mp3, aac and opus frames need the frames before them to decode correctly), decoding
+forward, placing each frame by its timestamp and stopping past the window's end; then resampling a window a few
+filter lengths wider, aligned to the resampler's phase period, so the samples equal those of a full decode and
+resample sliced at the same place (exactly for wav and flac, within the codec's own tolerance for lossy ones).
+
 Every failure to read a file is an :class:`AudioDecodeError` that names the file and the reason, so that a dataset
 scan can skip it with a readable warning and a training run that meets it later stops with a message a user can act on.
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import math
 import wave
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,7 @@ from torch import Tensor
 
 from ..containers import first_stream, open_container
 
-__all__ = ["WRITE_FORMATS", "AudioDecodeError", "audio_info", "load_audio", "write_audio"]
+__all__ = ["WRITE_FORMATS", "AudioDecodeError", "audio_info", "decoded_length", "load_audio", "write_audio"]
 
 # Full scale of each integer sample format FFmpeg decodes to (planar variants end in "p": "s16p", "fltp").
 _INT_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
@@ -31,6 +38,13 @@ _FLOAT_FORMATS = {"flt", "dbl"}
 _LAYOUTS = {1: "mono", 2: "stereo"}
 _MP3_ENCODER = "libmp3lame"
 WRITE_FORMATS = (".wav", ".flac", ".mp3")
+# Seconds decoded before a window's start and thrown away, so that the decoder's state (mp3 bit reservoir and
+# overlap, aac overlap, opus prediction: RFC 7845 sec. 4.6 asks for at least 80 ms) is what it is in a full decode.
+# Codecs whose frames decode independently need none.
+_PREROLL_S = 0.5
+_NO_PREROLL = ("pcm_", "flac", "alac", "wavpack", "tta")
+# torchaudio.functional.resample's defaults, needed to size the margin of a resampled window.
+_LOWPASS_WIDTH, _ROLLOFF = 6, 0.99
 
 
 class AudioDecodeError(ValueError):
@@ -108,23 +122,178 @@ def _fix_channels(waveform: Tensor, channels: int) -> Tensor:
     return waveform[:2]  # stereo kept; for surround layouts FFmpeg orders front-left, front-right first
 
 
-def load_audio(path: str | Path, sample_rate: int, channels: int = 1) -> Tensor:
+def _decode_window(path: str | Path, first: int, last: int | None) -> tuple[np.ndarray, int, bool]:
+    """Samples ``[first, last)`` (native-rate indices into a full decode; ``last=None``: to the end) of ``path``.
+
+    Returns ``(float32 (C, k), native rate, reached_end)``, ``k = last - first`` unless the file ends first
+    (``reached_end``). Seeks to a packet before ``first`` less :data:`_PREROLL_S`, decodes forward, places every frame
+    at ``(pts - stream start) * rate`` (the start is mp3's/aac's encoder delay when the container states it, the
+    index a full decode gives sample 0) and stops once ``last`` is decoded. Where the container cannot seek, frames
+    have no timestamps, or the seek lands after ``first``, decodes from the start instead, counting samples.
+    """
+    arrays: list[np.ndarray] | None = None
+    if first > 0:
+        arrays, rate, end = _decode_span(path, first, last, seek=True)
+    if arrays is None:
+        arrays, rate, end = _decode_span(path, first, last, seek=False)
+    array = np.concatenate(arrays, axis=1) if arrays else np.zeros((0, 0), np.float32)
+    return array, rate, end
+
+
+def _decode_span(path: str | Path, first: int, last: int | None, seek: bool):
+    """One pass for :func:`_decode_window`: ``(chunks, rate, reached_end)``, chunks ``None`` when a seek failed."""
+    container = _open(path)
+    try:
+        stream = _audio_stream(container, path)
+        rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        if not rate:
+            raise AudioDecodeError(path, "the audio stream has no sample rate")
+        origin = Fraction(stream.start_time or 0) * stream.time_base  # seconds of full-decode sample 0
+        if seek:
+            preroll = 0.0 if stream.codec_context.name.startswith(_NO_PREROLL) else _PREROLL_S
+            target = origin + Fraction(first, rate) - Fraction(preroll)
+            if target <= 0:
+                seek = False  # the window starts within the pre-roll: decoding from the start is as cheap
+            else:
+                try:
+                    container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+                except (av.FFmpegError, OSError, ValueError):
+                    return None, rate, False
+        chunks, position, channels, reached_end = [], 0, None, True
+        for frame in container.decode(stream):
+            chunk = _frame_to_float(frame)  # (C, n)
+            if channels is None:
+                channels = chunk.shape[0]
+            elif chunk.shape[0] != channels:
+                raise AudioDecodeError(path, f"channel count changes mid-stream ({channels} -> {chunk.shape[0]})")
+            if frame.sample_rate and frame.sample_rate != rate:
+                raise AudioDecodeError(path, f"sample rate changes mid-stream ({rate} -> {frame.sample_rate} Hz)")
+            if seek:
+                if frame.pts is None or frame.time_base is None:
+                    return None, rate, False
+                at = round((frame.pts * frame.time_base - origin) * rate)
+                if not chunks and at > first:  # landed after the window: decode from the start instead
+                    return None, rate, False
+                position = at
+            lo, hi = max(first - position, 0), chunk.shape[1] if last is None else min(last - position, chunk.shape[1])
+            if hi > lo:
+                chunks.append(chunk[:, lo:hi])
+            position += chunk.shape[1]
+            if last is not None and position >= last:
+                reached_end = False
+                break
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as error:  # FFmpeg errors, an unexpected sample format
+        raise AudioDecodeError(path, f"decoding failed ({error.__class__.__name__}: {error})") from error
+    finally:
+        container.close()
+    if channels is None:
+        raise AudioDecodeError(path, "it decodes to zero samples")
+    if not chunks:
+        chunks = [np.zeros((channels, 0), np.float32)]
+    return chunks, rate, reached_end
+
+
+def _resampled_length(length: int, rate: int, sample_rate: int) -> int:
+    """Samples :func:`torchaudio.functional.resample` returns for ``length`` samples at ``rate``: its own formula
+    (``ceil`` of a float32 product, after dividing both rates by their gcd), so that the count matches exactly."""
+    if rate == sample_rate:
+        return length
+    gcd = math.gcd(int(rate), int(sample_rate))
+    orig, new = int(rate) // gcd, int(sample_rate) // gcd
+    return int(torch.ceil(torch.as_tensor(new * length / orig)).long())
+
+
+def decoded_length(duration: float, rate: int, sample_rate: int) -> int:
+    """Samples ``load_audio(path, sample_rate)`` returns for a file whose :func:`audio_info` says ``duration``
+    seconds at ``rate`` Hz: exact where the header's duration is (wav, flac, mp3 with a Xing/LAME header, ogg/opus,
+    m4a/aac from FFmpeg's encoder); an estimate where the header's duration is one (mp3 without a Xing header)."""
+    return _resampled_length(round(duration * rate), rate, sample_rate)
+
+
+def load_audio(
+    path: str | Path, sample_rate: int, channels: int = 1, offset: float = 0.0, duration: float | None = None
+) -> Tensor:
     """Decode ``path`` (any format FFmpeg reads) into a float32 ``(channels, samples)`` tensor at ``sample_rate``.
 
     ``channels=1`` mixes down to mono (mean of the channels); ``channels=2`` keeps stereo, duplicating a mono file and
     keeping the front pair of a surround one. Integer PCM is scaled to [-1, 1]; float PCM and lossy codecs are kept as
     decoded (lossy codecs may overshoot 1 slightly). Raises :class:`AudioDecodeError` for unreadable files, files
     without an audio stream and files with no samples.
+
+    ``offset`` and ``duration`` (seconds) ask for a window: the samples ``[round(offset * sample_rate), + round(duration
+    * sample_rate))`` of the whole file's result (fewer where the file ends first; ``duration=None``: to the end).
+    Only that window is decoded, from a seek (see the module notes), and only it is resampled; the samples equal the
+    whole-file result's exactly for wav and flac and within the codec's tolerance for lossy formats (mp3 and aac:
+    ~1e-7; opus, whose decoder state never fully resets, ~1e-3 of full scale).
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
-    array, rate = _decode(path)
-    waveform = _fix_channels(torch.from_numpy(array), channels)  # (channels, T_native)
-    if rate != sample_rate:
-        waveform = AF.resample(waveform, rate, int(sample_rate))  # (channels, ~T_native * sample_rate / rate)
-    return waveform.contiguous().float()
+    if not (offset >= 0 and (duration is None or duration >= 0)):
+        raise ValueError(f"offset and duration must be seconds >= 0, got offset={offset}, duration={duration}")
+    if offset == 0 and duration is None:
+        array, rate = _decode(path)
+        waveform = _fix_channels(torch.from_numpy(array), channels)  # (channels, T_native)
+        if rate != sample_rate:
+            waveform = AF.resample(waveform, rate, int(sample_rate))  # (channels, ~T_native * sample_rate / rate)
+        return waveform.contiguous().float()
+    start = round(offset * sample_rate)
+    stop = None if duration is None else start + round(duration * sample_rate)
+    return _load_window(path, int(sample_rate), channels, start, stop)
+
+
+def _load_window(path: str | Path, sample_rate: int, channels: int, start: int, stop: int | None) -> Tensor:
+    """``load_audio(path, sample_rate, channels)[:, start:stop]``, decoding and resampling only a window around it.
+
+    The resampler (a polyphase sinc filter, :func:`torchaudio.functional.resample`) maps each block of ``orig``
+    input samples to ``new`` output samples (the rates divided by their gcd), each output reading ``width`` inputs
+    either side. A window that starts on a block boundary ``a * orig`` and reaches ``margin`` blocks beyond the
+    wanted outputs on both sides therefore gives the full resample's outputs shifted by ``a * new``; at the file's
+    end the window is padded with zeros as the full resample pads the file.
+    """
+    if stop is not None and stop <= start:
+        return torch.zeros(channels, 0)
+    info_rate = _native_rate(path)
+    if info_rate == sample_rate:
+        array, _, _ = _decode_window(path, start, stop)
+        return _fix_channels(torch.from_numpy(array), channels).contiguous().float()
+    gcd = math.gcd(info_rate, sample_rate)
+    orig, new = info_rate // gcd, sample_rate // gcd
+    width = math.ceil(_LOWPASS_WIDTH * orig / (min(orig, new) * _ROLLOFF))  # torchaudio's kernel half-width
+    margin = -(-width // orig) + 2  # blocks either side
+    first_block = max(start // new - margin, 0)
+    first = first_block * orig  # native index of the window's first sample
+    last = None if stop is None else (-(-stop // new) + margin) * orig
+    array, rate, reached_end = _decode_window(path, first, last)
+    if rate != info_rate:  # the header and the decoder disagree: the whole file, to be safe
+        return load_audio(path, sample_rate, channels)[:, start:stop]
+    waveform = _fix_channels(torch.from_numpy(array), channels)  # (channels, W_native)
+    outputs = None
+    if reached_end or last is None:
+        total = first + waveform.shape[1]  # the file's native length
+        outputs = _resampled_length(total, rate, sample_rate) - first_block * new  # full result's end, window-relative
+        waveform = torch.nn.functional.pad(waveform, (0, (margin + 1) * orig))  # the zeros the full resample pads
+    resampled = AF.resample(waveform.contiguous(), rate, sample_rate)  # (channels, ~W_native * new / orig)
+    lo = start - first_block * new
+    hi = resampled.shape[1] if stop is None else stop - first_block * new
+    if outputs is not None:
+        hi = min(hi, outputs)
+    return resampled[:, lo:max(hi, lo)].contiguous().float()
+
+
+def _native_rate(path: str | Path) -> int:
+    """The first audio stream's sample rate from the header (no decoding)."""
+    container = _open(path)
+    try:
+        rate = int(_audio_stream(container, path).rate or 0)
+    finally:
+        container.close()
+    if not rate:
+        raise AudioDecodeError(path, "the audio stream has no sample rate")
+    return rate
 
 
 def _stream_duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
@@ -136,12 +305,34 @@ def _stream_duration(container: av.container.InputContainer, stream: av.AudioStr
     return None
 
 
+def _decoded_duration(container: av.container.InputContainer, stream: av.AudioStream, duration: float) -> float:
+    """The header's ``duration`` corrected to what FFmpeg's decoder returns, where the two differ by rule.
+
+    Ogg/Opus: the stream's duration counts the pre-skip (RFC 7845 sec. 4.2) that the decoder drops. AAC in mp4/m4a:
+    the decoder returns every packet at or after time 0 in whole frames (the end padding the edit list trims is
+    kept), so ``(packets - priming packets) * frame size``. Elsewhere the header's duration is returned unchanged.
+    """
+    ctx, rate = stream.codec_context, int(stream.rate)
+    if ctx.name == "opus" and container.format.name == "ogg" and ctx.delay > 0:
+        return max(round(duration * rate) - ctx.delay, 0) / rate
+    if ctx.name == "aac" and "mp4" in container.format.name.split(",") and stream.frames > 0 and ctx.frame_size > 0:
+        try:
+            packet = next(p for p in container.demux(stream) if p.size)
+        except (StopIteration, av.FFmpegError, OSError):
+            return duration
+        priming = -packet.pts * packet.time_base * rate if packet.pts is not None and packet.pts < 0 else 0
+        return (stream.frames * ctx.frame_size - int(priming)) / rate
+    return duration
+
+
 def audio_info(path: str | Path) -> dict[str, Any]:
     """``{"sample_rate", "channels", "duration" (seconds), "codec"}`` of the first audio stream of ``path``.
 
     Read from the container header when it states a duration (cheap; for mp3 without a Xing header an estimate from
-    the bit rate); otherwise, or when the header says 0 s, the file is decoded. Raises :class:`AudioDecodeError`
-    like :func:`load_audio`.
+    the bit rate); otherwise, or when the header says 0 s, the file is decoded. The duration is that of what
+    :func:`load_audio` returns (Ogg/Opus pre-skip left out, AAC's end padding counted: :func:`_decoded_duration`),
+    so that ``round(duration * sample_rate)`` is a full decode's sample count wherever the header is exact. Raises
+    :class:`AudioDecodeError` like :func:`load_audio`.
     """
     container = _open(path)
     try:
@@ -149,6 +340,8 @@ def audio_info(path: str | Path) -> dict[str, Any]:
         ctx = stream.codec_context
         info = {"sample_rate": int(stream.rate or 0), "channels": int(ctx.channels), "codec": ctx.name}
         duration = _stream_duration(container, stream)
+        if duration and info["sample_rate"]:
+            duration = _decoded_duration(container, stream, duration)
     finally:
         container.close()
     if not duration or not info["sample_rate"] or not info["channels"]:
