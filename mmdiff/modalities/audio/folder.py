@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..folders import SkipFile, caption_summary, scan_folder
+from ..folders import SkipFile, caption_summary, format_summary, scan_folder
 from .io import AudioDecodeError, audio_info, decoded_length, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
@@ -52,7 +53,9 @@ class AudioFolder(Dataset):
 
     Clips shorter than ``duration``: ``short_policy="pad"`` zero-pads them at the end, ``"loop"`` repeats them,
     ``"skip"`` leaves them out (judged from the header duration). ``cache=True`` keeps decoded, resampled waveforms in
-    memory after their first load (per process: each DataLoader worker fills its own cache).
+    memory after their first load (per process: each DataLoader worker fills its own cache). The headers read by
+    the scan are kept between runs in the scan cache (:mod:`mmdiff.modalities.folders`); ``scan_cache=False`` reads
+    every header again and writes nothing.
     """
 
     def __init__(
@@ -65,14 +68,18 @@ class AudioFolder(Dataset):
         extensions: tuple[str, ...] | list[str] = AUDIO_EXTENSIONS,
         labels: str | None = None,
         cache: bool = False,
+        scan_cache: bool = True,
     ):
         _check_args(sample_rate, channels, duration, short_policy, labels)
         self.sample_rate, self.channels, self.duration = int(sample_rate), channels, float(duration)
         self.num_samples = round(self.duration * self.sample_rate)  # crop length T
         self.short_policy, self.labels, self.cache = short_policy, labels, cache
         self._cache: dict[int, Tensor] = {}
-        scan = scan_folder("AudioFolder", "audio", root, extensions, self._probe, labels)
+        scan = scan_folder(
+            "AudioFolder", "audio", root, extensions, self._probe, labels, header=self._header, scan_cache=scan_cache
+        )
         self.root, self.extensions, self.clips = scan.root, scan.extensions, scan.records
+        self.scan_report = scan.report  # headers read and taken from the scan cache, skip reasons, time
         self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
         self.table = scan.table  # the caption table used, or None
@@ -84,27 +91,35 @@ class AudioFolder(Dataset):
 
     # --------------------------------------------------------------------------------------------------- scanning
 
-    def _probe(self, path: Path) -> _Clip:
-        """Header of one file -> a :class:`_Clip`; raises :class:`SkipFile` when it cannot be used."""
+    @staticmethod
+    def _header(path: Path) -> dict[str, Any]:
+        """What the scan cache keeps of one file: :func:`audio_info` (JSON-able); :class:`SkipFile` when unreadable."""
         try:
-            info = audio_info(path)
+            return audio_info(path)
         except AudioDecodeError as error:
             raise SkipFile(error.reason) from error
+
+    def _probe(self, path: Path, info: dict[str, Any] | None = None) -> _Clip:
+        """Header of one file (``info``: its :meth:`_header`, read when not given) -> a :class:`_Clip` under this
+        dataset's settings; raises :class:`SkipFile` when it cannot be used."""
+        info = self._header(path) if info is None else info
         if info["duration"] <= 0:
             raise SkipFile("it holds no samples")
         if self.short_policy == "skip" and info["duration"] < self.duration:
-            raise SkipFile(f"{info['duration']:.2f} s is shorter than duration={self.duration} s", warn=False)
+            reason = f"{info['duration']:.2f} s is shorter than duration={self.duration:g} s"
+            raise SkipFile(reason, warn=False, group=f"shorter than {self.duration:g} s")
         return _Clip(path, info["sample_rate"], info["duration"])
 
     def summary(self) -> str:
-        """One line: files used and skipped, total hours, native sample rates with their file counts, captions."""
+        """One line: files used, skipped (counted by reason), total hours, formats and native sample rates with their
+        file counts, classes, captions, and the scan (headers read, taken from the scan cache, seconds)."""
         rates = Counter(c.sample_rate for c in self.clips)
         hours = sum(c.duration for c in self.clips) / 3600
         rate_text = ", ".join(f"{rate} ({n})" for rate, n in sorted(rates.items()))
-        text = f"AudioFolder {self.root}/: {len(self.clips)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
-        text += f", sample rates {rate_text}"
+        text = f"AudioFolder {self.root}/: {len(self.clips)} files used, {self.scan_report.skipped_text()}"
+        text += f", {hours:.2f} h, {format_summary(c.path for c in self.clips)}, sample rates {rate_text}"
         text += f", {self.num_classes} classes" if self.labels else ""
-        return f"{text}, {caption_summary(self.captions)}"
+        return f"{text}, {caption_summary(self.captions)}, {self.scan_report.text()}"
 
     # ------------------------------------------------------------------------------------------------------ items
 

@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..folders import SkipFile, caption_summary, scan_folder
+from ..folders import SkipFile, caption_summary, format_summary, scan_folder
 from .io import SHORT_POLICIES, VideoDecodeError, read_clip, video_info
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFolder"]
@@ -56,7 +57,9 @@ class VideoFolder(Dataset):
     at ``fps``.
 
     Videos shorter than ``num_frames / fps`` seconds: ``short_policy="loop"`` repeats them, ``"pad"`` repeats their
-    last frame, ``"skip"`` leaves them out (judged from the header duration).
+    last frame, ``"skip"`` leaves them out (judged from the header duration). The headers read by the scan are kept
+    between runs in the scan cache (:mod:`mmdiff.modalities.folders`); ``scan_cache=False`` reads every header again
+    and writes nothing.
     """
 
     def __init__(
@@ -68,13 +71,17 @@ class VideoFolder(Dataset):
         short_policy: str = "loop",
         extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS,
         labels: str | None = None,
+        scan_cache: bool = True,
     ):
         _check_args(num_frames, fps, size, short_policy, labels)
         self.num_frames, self.fps, self.size = int(num_frames), float(fps), (int(size[0]), int(size[1]))
         self.clip_seconds = self.num_frames / self.fps  # the time one clip spans
         self.short_policy, self.labels = short_policy, labels
-        scan = scan_folder("VideoFolder", "video", root, extensions, self._probe, labels)
+        scan = scan_folder(
+            "VideoFolder", "video", root, extensions, self._probe, labels, header=self._header, scan_cache=scan_cache
+        )
         self.root, self.extensions, self.videos = scan.root, scan.extensions, scan.records
+        self.scan_report = scan.report  # headers read and taken from the scan cache, skip reasons, time
         self.skipped, self.class_names = scan.skipped, scan.class_names  # skipped: (file, reason) per file left out
         self.num_classes = len(self.class_names)
         self.table = scan.table  # the caption table used, or None
@@ -86,28 +93,36 @@ class VideoFolder(Dataset):
 
     # --------------------------------------------------------------------------------------------------- scanning
 
-    def _probe(self, path: Path) -> _Video:
-        """Header of one file -> a :class:`_Video`; raises :class:`SkipFile` when it cannot be used."""
+    @staticmethod
+    def _header(path: Path) -> dict[str, Any]:
+        """What the scan cache keeps of one file: :func:`video_info` (JSON-able); :class:`SkipFile` when unreadable."""
         try:
-            info = video_info(path)
+            return video_info(path)
         except VideoDecodeError as error:
             raise SkipFile(error.reason) from error
+
+    def _probe(self, path: Path, info: dict[str, Any] | None = None) -> _Video:
+        """Header of one file (``info``: its :meth:`_header`, read when not given) -> a :class:`_Video` under this
+        dataset's settings; raises :class:`SkipFile` when it cannot be used."""
+        info = self._header(path) if info is None else info
         if self.short_policy == "skip" and info["duration"] < self.clip_seconds:
             reason = f"{info['duration']:.2f} s is shorter than a clip ({self.num_frames} frames at {self.fps:g} fps)"
-            raise SkipFile(reason, warn=False)
+            raise SkipFile(reason, warn=False, group=f"shorter than a clip ({self.clip_seconds:g} s)")
         return _Video(path, info["fps"], info["duration"], info["width"], info["height"])
 
     def summary(self) -> str:
-        """One line: files used and skipped, total hours, frame sizes and source frame rates with their file counts,
-        captions."""
+        """One line: files used, skipped (counted by reason), total hours, formats, frame sizes and source frame
+        rates with their file counts, classes, captions, and the scan (headers read, taken from the scan cache,
+        seconds)."""
         hours = sum(v.duration for v in self.videos) / 3600
         sizes = Counter(f"{v.width}x{v.height}" for v in self.videos).most_common()
         rates = Counter(f"{round(v.fps, 3):g}" for v in self.videos).most_common()
-        text = f"VideoFolder {self.root}/: {len(self.videos)} files used, {len(self.skipped)} skipped, {hours:.2f} h"
+        text = f"VideoFolder {self.root}/: {len(self.videos)} files used, {self.scan_report.skipped_text()}"
+        text += f", {hours:.2f} h, {format_summary(v.path for v in self.videos)}"
         text += ", " + ", ".join(f"{size} ({n})" for size, n in sizes)
         text += ", fps " + ", ".join(f"{rate} ({n})" for rate, n in rates)
         text += f", {self.num_classes} classes" if self.labels else ""
-        return f"{text}, {caption_summary(self.captions)}"
+        return f"{text}, {caption_summary(self.captions)}, {self.scan_report.text()}"
 
     # ------------------------------------------------------------------------------------------------------ items
 
