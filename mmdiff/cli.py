@@ -5,7 +5,9 @@
 * ``mmdiff sample run=PATH n=4 out=DIR key=value ...``: generate media from a trained run;
 * ``mmdiff tune-steps run=PATH steps=10 ...``: fit the run's noise levels for a few-step sampler (stored with the run,
   used by ``mmdiff sample`` and ``pipe.generate`` for that sampler and step count);
-* ``mmdiff demo``: the core's samplers on a known distribution.
+* ``mmdiff demo``: the core's samplers on a known distribution;
+* ``mmdiff prepare recipe=NAME data.root=PATH ...``: decode a folder once into the prepared store that training with
+  ``data.folder.prepare=true`` reads (:mod:`mmdiff.modalities.prepared`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ COMMANDS = {
     "eval": "score a trained run's samples against its data: mmdiff eval run=PATH n=32 [out=report.json]",
     "tune-steps": "fit a run's noise levels for few steps: mmdiff tune-steps run=PATH steps=10 [sampler=NAME n=16 ...]",
     "demo": "sample a known distribution with the core's samplers and report their accuracy",
+    "prepare": "decode a folder once for fast training: mmdiff prepare recipe=NAME data.root=PATH [--rebuild] [...]",
 }
 
 
@@ -399,6 +402,59 @@ def _demo(argv: list[str]) -> int:
     return 0
 
 
+# ---- prepare -------------------------------------------------------------------------------------------------------
+PREPARE_USAGE = """usage: mmdiff prepare recipe=NAME data.root=PATH [key=value ...] [--rebuild] [--workers N] [--recipes DIR]
+
+Decodes every file of the folder once at the recipe's settings (sample rate and channels, or frame size) into the
+prepared store that `mmdiff train` with the same overrides and data.folder.prepare=true reads; an existing store is
+updated (changed, added and removed files only). The store is data.folder.prepared_dir, else a folder of the mmdiff
+cache (MMDIFF_CACHE). --rebuild starts it afresh (frees the space of replaced files); --workers N decoding processes
+(default: one per CPU core)."""
+
+
+def _prepare(argv: list[str]) -> int:
+    """``mmdiff prepare``: build or update the prepared store of ``data.root`` and print its one-line summary."""
+    import logging
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from .configs import config_dirs, recipe_dirs, register_recipes
+    from .modalities.prepared import prepare
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(PREPARE_USAGE)
+        return 0 if argv else 2
+    extra, rest = _split_recipe_dirs(argv)
+    rebuild, workers, overrides, it = False, None, [], iter(rest)
+    for arg in it:
+        if arg == "--rebuild":
+            rebuild = True
+        elif arg == "--workers" or arg.startswith("--workers="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(it, "")
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"--workers needs a number of processes >= 1, got {value!r}")
+            workers = int(value)
+        else:
+            overrides.append(arg)
+    if not any(a.startswith("recipe=") for a in overrides):
+        raise ValueError("choose a recipe with recipe=NAME (the one you train with); a bare `mmdiff train` lists them")
+    register_recipes(recipe_dirs(extra))
+    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    data = cfg.get("data")
+    if data is None or "folder" not in data or not data.get("root"):
+        raise ValueError("data.root=PATH is required: the folder of audio or video files to prepare")
+    with open_dict(data):
+        data.folder.prepare = False  # the folder itself; the store is built below with --rebuild/--workers
+    logging.getLogger("mmdiff.data").setLevel(logging.WARNING)  # skipped files, not the summary twice
+    folder = instantiate(data)
+    prepared = prepare(folder, data.folder.get("prepared_dir"), workers=workers, rebuild=rebuild)
+    print(prepared.report.line())
+    return 0
+
+
 # ---- errors --------------------------------------------------------------------------------------------------------
 def _debug() -> bool:
     """Tracebacks for user errors too: ``--debug`` or ``HYDRA_FULL_ERROR=1``."""
@@ -461,11 +517,19 @@ def main(argv: list[str] | None = None) -> int:
         print("\n--debug (or HYDRA_FULL_ERROR=1) shows the traceback of an error.")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "tune-steps": _tune_steps, "demo": _demo}
+    handlers = {
+        "train": _train,
+        "sample": _sample,
+        "eval": _eval,
+        "tune-steps": _tune_steps,
+        "demo": _demo,
+        "prepare": _prepare,
+    }
     if command not in handlers:
         print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    if command in ("sample", "eval", "tune-steps"):  # `mmdiff train` logs through Hydra (console and train.log)
+    # `mmdiff train` logs through Hydra (console and train.log)
+    if command in ("sample", "eval", "tune-steps", "prepare"):
         _log_to_stderr()
     try:
         with _user_errors(command):

@@ -18,10 +18,19 @@ def music_or_folder(
 
     ``synth`` and ``folder`` hold the keyword arguments of each; ``sample_rate`` and ``duration`` are shared, so a
     recipe trains on the synth by default and on the user's audio with a single ``data.root=PATH`` override.
+    ``folder.prepare=True`` reads the folder from its prepared store (``folder.prepared_dir``, default in the mmdiff
+    cache), building or updating it first.
     """
     from .folder import AudioFolder
     from .synth import MusicSynth
 
     if root:
-        return AudioFolder(root=root, sample_rate=sample_rate, duration=duration, **dict(folder or {}))
+        options = dict(folder or {})
+        prepare, prepared_dir = options.pop("prepare", False), options.pop("prepared_dir", None)
+        dataset = AudioFolder(root=root, sample_rate=sample_rate, duration=duration, **options)
+        if prepare:  # read from the prepared store (built or updated now); see mmdiff.modalities.prepared
+            from .prepared import PreparedAudioFolder
+
+            return PreparedAudioFolder(dataset, prepared_dir)
+        return dataset
     return MusicSynth(sample_rate=sample_rate, duration=duration, **dict(synth or {}))

@@ -295,6 +295,12 @@ def _clip_targets(
     return targets  # "pad": targets past the end take the last frame
 
 
+def _tolerance(fps: float, source_fps: float) -> float:
+    """How much later than a target time a frame may be and still count as shown at it (seconds). mkv/webm store
+    times in whole milliseconds: a frame at 1/12 s reads 0.083 s. Allow 1 ms, at most 1/10 frame."""
+    return min(1e-3, 0.1 / max(fps, source_fps))
+
+
 def read_clip(
     path: str | Path,
     num_frames: int,
@@ -321,8 +327,7 @@ def read_clip(
     num_frames, size = int(num_frames), (int(size[0]), int(size[1])) if size is not None else None
     info = video_info(path)
     targets = _clip_targets(path, info["duration"], num_frames, fps, start, generator, short_policy)
-    # mkv/webm store times in whole milliseconds: a frame at 1/12 s reads 0.083 s. Allow 1 ms, at most 1/10 frame.
-    tolerance = min(1e-3, 0.1 / max(fps, info["fps"]))
+    tolerance = _tolerance(fps, info["fps"])
     frames = _decode_targets(path, targets, tolerance, size)  # num_frames x (3, H, W)
     return torch.stack(frames, dim=1).contiguous()  # (3, num_frames, H, W)
 

@@ -19,11 +19,19 @@ def shapes_or_folder(
     """:class:`VideoFolder` over ``root`` when it is given, else the built-in :class:`MovingShapes`.
 
     ``num_frames``, ``resolution`` (H, W) and ``fps`` are shared, so a recipe trains on the synthetic clips by default
-    and on the user's videos with a single ``data.root=PATH`` override.
+    and on the user's videos with a single ``data.root=PATH`` override. ``folder.prepare=True`` reads the folder from
+    its prepared store (``folder.prepared_dir``, default in the mmdiff cache), building or updating it first.
     """
     from .folder import VideoFolder
     from .synth import MovingShapes
 
     if root:
-        return VideoFolder(root=root, num_frames=num_frames, fps=fps, size=tuple(resolution), **dict(folder or {}))
+        options = dict(folder or {})
+        prepare, prepared_dir = options.pop("prepare", False), options.pop("prepared_dir", None)
+        dataset = VideoFolder(root=root, num_frames=num_frames, fps=fps, size=tuple(resolution), **options)
+        if prepare:  # read from the prepared store (built or updated now); see mmdiff.modalities.prepared
+            from .prepared import PreparedVideoFolder
+
+            return PreparedVideoFolder(dataset, prepared_dir)
+        return dataset
     return MovingShapes(num_frames=num_frames, resolution=tuple(resolution), **dict(synth or {}))
