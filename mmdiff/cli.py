@@ -7,7 +7,9 @@
   used by ``mmdiff sample`` and ``pipe.generate`` for that sampler and step count);
 * ``mmdiff demo``: the core's samplers on a known distribution;
 * ``mmdiff prepare recipe=NAME data.root=PATH ...``: decode a folder once into the prepared store that training with
-  ``data.folder.prepare=true`` reads (:mod:`mmdiff.modalities.prepared`).
+  ``data.folder.prepare=true`` reads (:mod:`mmdiff.modalities.prepared`);
+* ``mmdiff write-shards recipe=NAME data.root=PATH out=DIR_OR_URL``: write a folder as WebDataset-style tar shards
+  that training with ``data.shards=DIR_OR_URL`` streams (:mod:`mmdiff.modalities.shards`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ COMMANDS = {
     "tune-steps": "fit a run's noise levels for few steps: mmdiff tune-steps run=PATH steps=10 [sampler=NAME n=16 ...]",
     "demo": "sample a known distribution with the core's samplers and report their accuracy",
     "prepare": "decode a folder once for fast training: mmdiff prepare recipe=NAME data.root=PATH [--rebuild] [...]",
+    "write-shards": "a folder as WebDataset-style tar shards: mmdiff write-shards recipe=NAME data.root=PATH out=DIR_OR_URL",
 }
 
 
@@ -455,6 +458,60 @@ def _prepare(argv: list[str]) -> int:
     return 0
 
 
+# ---- write-shards --------------------------------------------------------------------------------------------------
+SHARD_KEYS = ("out", "name", "shard_size", "shard_mb", "workers", "overwrite", "progress")
+SHARDS_USAGE = """usage: mmdiff write-shards recipe=NAME data.root=PATH out=DIR_OR_URL [shard_size=1000] [key=value ...]
+
+Writes the folder's files, decoded at the recipe's settings (sample rate and channels, or frame rate and size), with
+their captions and labels into WebDataset-style tar shards NAME-000000.tar ... plus shards.json under out= (a folder
+or an fsspec URL such as s3://bucket/music). Train on them with data.shards=DIR_OR_URL (mmdiff.modalities.shards).
+Options: name=data (shard file prefix), shard_size=1000 (items per shard), shard_mb=1024 (MiB per shard),
+workers=4 (decoding threads), overwrite=false, progress=true; other key=value pairs are config overrides."""
+
+
+def _write_shards(argv: list[str]) -> int:
+    """``mmdiff write-shards``: a folder of the recipe's modality -> tar shards + ``shards.json``; one summary line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from .configs import config_dirs, recipe_dirs, register_recipes
+    from .modalities.shards import write_shards
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(SHARDS_USAGE)
+        return 0 if argv else 2
+    extra, rest = _split_recipe_dirs(argv)
+    own = parse_key_values([a for a in rest if a.split("=", 1)[0] in SHARD_KEYS])
+    overrides = [a for a in rest if a.split("=", 1)[0] not in SHARD_KEYS]
+    if not any(a.startswith("recipe=") for a in overrides):
+        raise ValueError("choose a recipe with recipe=NAME (the one you train with); a bare `mmdiff train` lists them")
+    if not own.get("out"):
+        raise ValueError("out=DIR_OR_URL is required: where the shards and shards.json go")
+    register_recipes(recipe_dirs(extra))
+    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    data = cfg.get("data")
+    if data is None or "folder" not in data or not data.get("root"):
+        raise ValueError("data.root=PATH is required: the folder of audio or video files to write as shards")
+    with open_dict(data):
+        data.shards = None  # read the folder itself
+        if "prepare" in data.folder:
+            data.folder.prepare = False
+    index = write_shards(
+        instantiate(data),
+        str(own["out"]),
+        name=str(own.get("name", "data")),
+        shard_size=int(own.get("shard_size", 1000)),
+        shard_mb=float(own.get("shard_mb", 1024)),
+        workers=int(own.get("workers", 4)),
+        overwrite=bool(own.get("overwrite", False)),
+        progress=bool(own.get("progress", True)),
+    )
+    print(index["summary"])
+    return 0
+
+
 # ---- errors --------------------------------------------------------------------------------------------------------
 def _debug() -> bool:
     """Tracebacks for user errors too: ``--debug`` or ``HYDRA_FULL_ERROR=1``."""
@@ -513,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: mmdiff <command> [options]\n\ncommands:")
         for name, text in COMMANDS.items():
-            print(f"  {name:<12}{text}")
+            print(f"  {name:<14}{text}")
         print("\n--debug (or HYDRA_FULL_ERROR=1) shows the traceback of an error.")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
@@ -524,12 +581,13 @@ def main(argv: list[str] | None = None) -> int:
         "tune-steps": _tune_steps,
         "demo": _demo,
         "prepare": _prepare,
+        "write-shards": _write_shards,
     }
     if command not in handlers:
         print(f"mmdiff: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     # `mmdiff train` logs through Hydra (console and train.log)
-    if command in ("sample", "eval", "tune-steps", "prepare"):
+    if command in ("sample", "eval", "tune-steps", "prepare", "write-shards"):
         _log_to_stderr()
     try:
         with _user_errors(command):

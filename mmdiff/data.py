@@ -11,6 +11,7 @@ class count of a run is taken from there (``num_classes: auto``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -21,6 +22,26 @@ class SeededDataset(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class StreamingDataset(Protocol):
+    """A dataset read as a stream rather than by index (WebDataset-style shards: :mod:`mmdiff.modalities.shards`).
+
+    ``len(dataset)`` items make one epoch. ``stream(positions, epoch_seed=, item_seed=)`` yields the items at
+    increasing global stream positions: which item sits at position ``p`` follows the dataset's own order for epoch
+    ``p // len(dataset)``, seeded by ``epoch_seed(epoch)``, and item ``p`` draws its randomness (crops) from
+    ``item_seed(p)`` alone. Positions not asked for need not be read. The trainer recognises such a dataset with
+    ``isinstance(dataset, StreamingDataset)`` and reads it through :func:`mmdiff.train.stream.streaming_batches`,
+    which supplies the seeds and the positions of each process and loader worker; resume is exact because a batch is
+    a function of its positions.
+    """
+
+    def __len__(self) -> int: ...
+
+    def stream(
+        self, positions: Iterable[int], epoch_seed: Callable[[int], int], item_seed: Callable[[int], int]
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 def dataset_classes(dataset: Any) -> tuple[int | None, list[str]]:

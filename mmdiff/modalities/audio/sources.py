@@ -13,6 +13,7 @@ def music_or_folder(
     duration: float = 2.0,
     synth: dict[str, Any] | None = None,
     folder: dict[str, Any] | None = None,
+    shards: str | None = None,
 ) -> Dataset:
     """:class:`AudioFolder` over ``root`` when it is given, else the built-in :class:`MusicSynth`.
 
@@ -21,6 +22,17 @@ def music_or_folder(
     ``folder.prepare=True`` reads the folder from its prepared store (``folder.prepared_dir``, default in the mmdiff
     cache), building or updating it first.
     """
+    if shards:  # WebDataset-style shards from `mmdiff write-shards` (mmdiff.modalities.shards); folder settings apply
+        from ..shards import AudioShards
+
+        shard_options = dict(folder or {})
+        return AudioShards(
+            shards,
+            duration=duration,
+            sample_rate=sample_rate,
+            channels=shard_options.get("channels", 1),
+            short_policy=shard_options.get("short_policy", "pad"),
+        )
     from .folder import AudioFolder
     from .synth import MusicSynth
 

@@ -15,6 +15,7 @@ def shapes_or_folder(
     fps: float = 8.0,
     synth: dict[str, Any] | None = None,
     folder: dict[str, Any] | None = None,
+    shards: str | None = None,
 ) -> Dataset:
     """:class:`VideoFolder` over ``root`` when it is given, else the built-in :class:`MovingShapes`.
 
@@ -22,6 +23,17 @@ def shapes_or_folder(
     and on the user's videos with a single ``data.root=PATH`` override. ``folder.prepare=True`` reads the folder from
     its prepared store (``folder.prepared_dir``, default in the mmdiff cache), building or updating it first.
     """
+    if shards:  # WebDataset-style shards from `mmdiff write-shards` (mmdiff.modalities.shards); folder settings apply
+        from ..shards import VideoShards
+
+        shard_options = dict(folder or {})
+        return VideoShards(
+            shards,
+            num_frames=num_frames,
+            fps=fps,
+            size=tuple(resolution),
+            short_policy=shard_options.get("short_policy", "loop"),
+        )
     from .folder import VideoFolder
     from .synth import MovingShapes
 
