@@ -270,7 +270,8 @@ def test_listing_matches_sorted_rglob(tmp_path):
     extensions = (".wav", ".flac", ".jsonl", ".csv")
     tables = {root / name for name in folders.METADATA_TABLES}
     expected = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file() and p not in tables)
-    listing = folders._list_files(root, extensions)
+    listing, texts = folders._list_files(root, extensions)
+    assert texts == {"no.txt"}
     assert [root / rel for rel, _, _ in listing] == expected
     names = [rel for rel, _, _ in listing]
     assert names.index("a/b.wav") < names.index("a-c.wav")  # Path order (by component), not string order ("-" < "/")
