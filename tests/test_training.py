@@ -37,7 +37,7 @@ def make_trainer(run_dir, objective=None, num_classes=8, **settings):
         adapter=PointsAdapter(dim=2),
         conditioner=ClassLabels(num_classes=num_classes),
         net=PointsMLP(dim=2, width=32, depth=1, num_classes=num_classes),
-        dataset=MixturePoints(size=256, components=num_classes),
+        dataset=settings.pop("dataset", None) or MixturePoints(size=256, components=num_classes),
         objective=objective or DiffusionLoss(DiffusionModel(schedule, "v"), weighting="min_snr"),
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
         run_dir=run_dir,

@@ -430,6 +430,8 @@ class PreparedFolder(Dataset):
     logged on ``mmdiff.data``).
     """
 
+    reads_files = False  # memory-mapped arrays, no decoding: trainer.num_workers=auto adds workers only on a GPU
+
     kind = ""
 
     def __init__(

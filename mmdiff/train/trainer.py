@@ -38,11 +38,13 @@ from ..checkpoints import (
     set_rng_state,
 )
 from ..conditioners import Conditioner, training_conditions
+from ..data import StreamingDataset
 from ..generation import GenerateOptions, generate
 from ..modality import ModalityAdapter
 from .interrupt import SignalStop, TrainingInterrupted
+from .loader import resolve_workers
 from .runs import move_aside, refuse_mixing, resume_command
-from .stream import StreamBatchSampler, noise_generators
+from .stream import StreamBatchSampler, noise_generators, streaming_batches
 from .warm_start import load_matching_weights
 
 log = logging.getLogger("mmdiff.train")
@@ -207,7 +209,7 @@ class Trainer:
         keep_checkpoints: int = 3,
         sample_every: int = 500,
         log_every: int = 10,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         seed: int = 0,
         resume: str | None = None,
         overwrite: bool = False,
@@ -231,10 +233,10 @@ class Trainer:
             ("checkpoint_every", checkpoint_every),
             ("sample_every", sample_every),
             ("keep_checkpoints", keep_checkpoints),
-            ("num_workers", num_workers),
         ):
             if value < 0:
                 raise ValueError(f"trainer.{key} must be >= 0, got {value}")
+        resolve_workers(num_workers, dataset, "cpu")  # a bad value fails here, before anything starts
         if resume not in (None, "", "none") and init_from:
             raise ValueError(
                 "trainer.init_from starts a new run from trained weights and cannot go with trainer.resume, which "
@@ -350,23 +352,7 @@ class Trainer:
                 start,
                 self.max_steps,
             )
-        sampler = StreamBatchSampler(
-            len(self.dataset),
-            self.batch_size,
-            self.seed,
-            acc.process_index,
-            acc.num_processes,
-            start_micro_batch=start * self.grad_accum,
-        )
-        batches = iter(
-            DataLoader(
-                _Keyed(self.dataset),
-                batch_sampler=sampler,
-                num_workers=self.num_workers,
-                worker_init_fn=_ignore_sigint if self.num_workers else None,
-                pin_memory=acc.device.type == "cuda",
-            )
-        )
+        batches = self._batches(acc, start)
 
         writer = self._writer() if acc.is_main_process else None
         bar = None
@@ -501,6 +487,39 @@ class Trainer:
             log.info("step %d: checkpoint %s", step, path)
         acc.wait_for_everyone()
         return self.run_dir / "checkpoints" / f"step_{step:06d}"
+
+    def _batches(self, acc: Any, start: int) -> Any:
+        """Endless training micro-batches of this process from step ``start`` on, each with ``"_seed"``: a map-style
+        dataset through :class:`StreamBatchSampler`, a streaming one (shards) through :func:`streaming_batches`; the
+        same positions, seeds and process split either way, so resume is exact for both."""
+        workers = resolve_workers(self.num_workers, self.dataset, acc.device.type, acc.num_processes)
+        if acc.is_main_process:
+            log.info("data: %d loader worker(s) per process (trainer.num_workers=%s)", workers, self.num_workers)
+        settings = dict(
+            num_workers=workers,
+            worker_init_fn=_ignore_sigint if workers else None,
+            pin_memory=acc.device.type == "cuda",
+        )
+        if isinstance(self.dataset, StreamingDataset):
+            return streaming_batches(
+                self.dataset,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                rank=acc.process_index,
+                world_size=acc.num_processes,
+                start_micro_batch=start * self.grad_accum,
+                **settings,
+            )
+        sampler = StreamBatchSampler(
+            len(self.dataset),
+            self.batch_size,
+            self.seed,
+            acc.process_index,
+            acc.num_processes,
+            start_micro_batch=start * self.grad_accum,
+        )
+        prefetch = {"prefetch_factor": 4} if workers else {}  # batches queued per worker: smooths slow files
+        return iter(DataLoader(_Keyed(self.dataset), batch_sampler=sampler, **settings, **prefetch))
 
     def write_samples(self, step: int, writer=None) -> list[Path]:
         """Generate demo samples with the EMA weights and fixed seeds into ``samples/step_N/``."""

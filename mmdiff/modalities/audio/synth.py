@@ -237,6 +237,8 @@ class MusicSynth(Dataset):
     the clip (:data:`REGISTER_THRESHOLDS`, :data:`TEMPO_THRESHOLDS`).
     """
 
+    reads_files = False  # items are made in memory: trainer.num_workers=auto adds workers only on a GPU
+
     def __init__(
         self,
         size: int = 2048,

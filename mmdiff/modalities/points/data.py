@@ -15,6 +15,8 @@ class MixturePoints(Dataset):
     trainer's sampler yields (the seed is unused: the points are fixed).
     """
 
+    reads_files = False  # items are made in memory: trainer.num_workers=auto adds workers only on a GPU
+
     def __init__(
         self, size: int = 8192, components: int = 8, radius: float = 2.0, std: float = 0.15, dim: int = 2, seed: int = 0
     ):

@@ -191,6 +191,8 @@ class MovingShapes(Dataset):
     phrasings of one clip (the pixels never depend on it), and from ``(seed, index)`` for a plain index.
     """
 
+    reads_files = False  # items are made in memory: trainer.num_workers=auto adds workers only on a GPU
+
     def __init__(
         self,
         size: int = 2048,
