@@ -13,6 +13,16 @@ SCHEDULES = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_in_tmp(tmp_path_factory):
+    """Folder scans and prepared stores go to a temporary cache, never the user's ~/.cache/mmdiff; subprocesses
+    (CLI tests) inherit it through the environment."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMDIFF_CACHE", str(tmp_path_factory.mktemp("mmdiff_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(params=sorted(SCHEDULES))
 def schedule(request):
     return SCHEDULES[request.param]()
