@@ -281,7 +281,7 @@ def _load_window(path: str | Path, sample_rate: int, channels: int, start: int, 
     hi = resampled.shape[1] if stop is None else stop - first_block * new
     if outputs is not None:
         hi = min(hi, outputs)
-    return resampled[:, lo:max(hi, lo)].contiguous().float()
+    return resampled[:, lo : max(hi, lo)].contiguous().float()
 
 
 def _native_rate(path: str | Path) -> int:
