@@ -415,15 +415,36 @@ cache (MMDIFF_CACHE). --rebuild starts it afresh (frees the space of replaced fi
 (default: one per CPU core)."""
 
 
+def _folder_data(overrides: list[str], extra: list[str], purpose: str) -> Any:
+    """The ``data`` config of the recipe a user trains with (``recipe=NAME`` + overrides), set to read the folder
+    ``data.root`` itself (not its prepared store nor shards), for ``mmdiff prepare`` and ``mmdiff write-shards``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from .configs import config_dirs, recipe_dirs, register_recipes
+
+    if not any(a.startswith("recipe=") for a in overrides):
+        raise ValueError("choose a recipe with recipe=NAME (the one you train with); a bare `mmdiff train` lists them")
+    register_recipes(recipe_dirs(extra))
+    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    data = cfg.get("data")
+    if data is None or "folder" not in data or not data.get("root"):
+        raise ValueError(f"data.root=PATH is required: the folder of audio or video files to {purpose}")
+    with open_dict(data):
+        if "shards" in data:
+            data.shards = None
+        if "prepare" in data.folder:
+            data.folder.prepare = False
+    return data
+
+
 def _prepare(argv: list[str]) -> int:
     """``mmdiff prepare``: build or update the prepared store of ``data.root`` and print its one-line summary."""
     import logging
 
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
-    from .configs import config_dirs, recipe_dirs, register_recipes
     from .modalities.prepared import prepare
 
     if not argv or argv[0] in ("-h", "--help"):
@@ -441,16 +462,7 @@ def _prepare(argv: list[str]) -> int:
             workers = int(value)
         else:
             overrides.append(arg)
-    if not any(a.startswith("recipe=") for a in overrides):
-        raise ValueError("choose a recipe with recipe=NAME (the one you train with); a bare `mmdiff train` lists them")
-    register_recipes(recipe_dirs(extra))
-    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    data = cfg.get("data")
-    if data is None or "folder" not in data or not data.get("root"):
-        raise ValueError("data.root=PATH is required: the folder of audio or video files to prepare")
-    with open_dict(data):
-        data.folder.prepare = False  # the folder itself; the store is built below with --rebuild/--workers
+    data = _folder_data(overrides, extra, "prepare")  # the folder itself; the store is built below
     logging.getLogger("mmdiff.data").setLevel(logging.WARNING)  # skipped files, not the summary twice
     folder = instantiate(data)
     prepared = prepare(folder, data.folder.get("prepared_dir"), workers=workers, rebuild=rebuild)
@@ -471,11 +483,8 @@ workers=4 (decoding threads), overwrite=false, progress=true; other key=value pa
 
 def _write_shards(argv: list[str]) -> int:
     """``mmdiff write-shards``: a folder of the recipe's modality -> tar shards + ``shards.json``; one summary line."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
-    from .configs import config_dirs, recipe_dirs, register_recipes
     from .modalities.shards import write_shards
 
     if not argv or argv[0] in ("-h", "--help"):
@@ -484,20 +493,9 @@ def _write_shards(argv: list[str]) -> int:
     extra, rest = _split_recipe_dirs(argv)
     own = parse_key_values([a for a in rest if a.split("=", 1)[0] in SHARD_KEYS])
     overrides = [a for a in rest if a.split("=", 1)[0] not in SHARD_KEYS]
-    if not any(a.startswith("recipe=") for a in overrides):
-        raise ValueError("choose a recipe with recipe=NAME (the one you train with); a bare `mmdiff train` lists them")
     if not own.get("out"):
         raise ValueError("out=DIR_OR_URL is required: where the shards and shards.json go")
-    register_recipes(recipe_dirs(extra))
-    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    data = cfg.get("data")
-    if data is None or "folder" not in data or not data.get("root"):
-        raise ValueError("data.root=PATH is required: the folder of audio or video files to write as shards")
-    with open_dict(data):
-        data.shards = None  # read the folder itself
-        if "prepare" in data.folder:
-            data.folder.prepare = False
+    data = _folder_data(overrides, extra, "write as shards")
     index = write_shards(
         instantiate(data),
         str(own["out"]),
