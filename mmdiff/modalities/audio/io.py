@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -86,11 +88,24 @@ def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
     raise ValueError(f"unexpected sample format {frame.format.name!r}")
 
 
-def _decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode every frame of the first audio stream: ``(float32 (C, T), native sample rate)``."""
+@contextmanager
+def _reading(path: str | Path) -> Iterator[tuple[av.container.InputContainer, av.AudioStream]]:
+    """One decoding pass over ``path``: its container and first audio stream, closed afterwards; an FFmpeg or OS
+    failure, or an unexpected sample format, inside the pass becomes an :class:`AudioDecodeError` naming the file."""
     container = _open(path)
     try:
-        stream = _audio_stream(container, path)
+        yield container, _audio_stream(container, path)
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as error:  # FFmpeg errors, an unexpected sample format
+        raise AudioDecodeError(path, f"decoding failed ({error.__class__.__name__}: {error})") from error
+    finally:
+        container.close()
+
+
+def _decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode every frame of the first audio stream: ``(float32 (C, T), native sample rate)``."""
+    with _reading(path) as (container, stream):
         chunks, rate = [], stream.rate
         for frame in container.decode(stream):
             chunk = _frame_to_float(frame)  # (C, n)
@@ -100,12 +115,6 @@ def _decode(path: str | Path) -> tuple[np.ndarray, int]:
                 )
             rate = frame.sample_rate or rate
             chunks.append(chunk)
-    except AudioDecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as error:  # FFmpeg errors, an unexpected sample format
-        raise AudioDecodeError(path, f"decoding failed ({error.__class__.__name__}: {error})") from error
-    finally:
-        container.close()
     if not chunks or sum(c.shape[1] for c in chunks) == 0:
         raise AudioDecodeError(path, "it decodes to zero samples")
     if not rate:
@@ -142,9 +151,7 @@ def _decode_window(path: str | Path, first: int, last: int | None) -> tuple[np.n
 
 def _decode_span(path: str | Path, first: int, last: int | None, seek: bool):
     """One pass for :func:`_decode_window`: ``(chunks, rate, reached_end)``, chunks ``None`` when a seek failed."""
-    container = _open(path)
-    try:
-        stream = _audio_stream(container, path)
+    with _reading(path) as (container, stream):
         rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         if not rate:
             raise AudioDecodeError(path, "the audio stream has no sample rate")
@@ -182,12 +189,6 @@ def _decode_span(path: str | Path, first: int, last: int | None, seek: bool):
             if last is not None and position >= last:
                 reached_end = False
                 break
-    except AudioDecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as error:  # FFmpeg errors, an unexpected sample format
-        raise AudioDecodeError(path, f"decoding failed ({error.__class__.__name__}: {error})") from error
-    finally:
-        container.close()
     if channels is None:
         raise AudioDecodeError(path, "it decodes to zero samples")
     if not chunks:
