@@ -8,7 +8,7 @@ batched, how much memory a training step needs, and whether that speed is good f
    2), num_res_blocks=1, attention_levels=(1, 2), num_classes=3, down_factor=(1, 2, 2), factorized=True,
    concat_channels=4)``) over frames {8, 16} x resolution {16 x 16, 32 x 32} x batch {4, 8}. One step is
    ``DiffusionLoss(DiffusionModel(vp_cosine(), "v"))(net, x0, label=, concat=)`` forward + backward + an AdamW step, with the
-   known-frame condition drawn as in training (``VideoAdapter.known_concat`` of ``random_known_mask``). We report
+   known-frame condition drawn as in training (``VideoAdapter.known_concat`` of ``known_mask``). We report
    clips/s, the FLOPs of one step (forward + backward) counted with ``torch.utils.flop_counter.FlopCounterMode``, the
    achieved FLOP/s and its fraction of the matmul FLOP/s, and the **peak memory** of a step. The count covers
    matmuls, convolutions and attention (the CPU flash-attention kernel is added to the counter by hand; the temporal
@@ -188,7 +188,7 @@ def train_job(model: str, frames: int, res: int, batch: int, s: Settings) -> dic
     adapter = VideoAdapter(num_frames=frames, resolution=(res, res))
     cond = {
         "label": torch.randint(0, NUM_CLASSES, (batch,), generator=gen),
-        "concat": adapter.known_concat(x0, adapter.random_known_mask(x0, gen)),
+        "concat": adapter.known_concat(x0, adapter.known_mask(x0, gen)),
     }
     loss_fn = DiffusionLoss(DiffusionModel(vp_cosine(), "v"))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)

@@ -72,7 +72,7 @@ def _run_training(cfg) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from .components import build_model, build_network, generate_defaults, resolve_classes
+    from .components import build_network, build_objective, generate_defaults, resolve_classes
     from .train import Trainer
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -88,7 +88,7 @@ def _run_training(cfg) -> None:
         conditioner=conditioner,
         net=build_network(cfg, conditioner),
         dataset=dataset,
-        objective=instantiate(cfg.objective, model=build_model(cfg)),
+        objective=build_objective(cfg),
         optimizer=instantiate(cfg.optim),
         run_dir=run_dir,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),

@@ -7,9 +7,10 @@ and the generation defaults here, so they cannot read a concept from two places:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -22,6 +23,14 @@ from .generation import GenerateOptions
 def build_model(cfg: DictConfig) -> DiffusionModel:
     """The schedule and the parameterisation the network is trained under and sampled with."""
     return DiffusionModel(instantiate(cfg.schedule), cfg.parameterization)
+
+
+def build_objective(cfg: DictConfig) -> Any:
+    """The training loss of ``cfg.objective``: a diffusion loss gets the run's model definition
+    (:func:`build_model`); an objective that takes no ``model`` (an autoencoder's reconstruction loss) is built as
+    it is."""
+    takes_model = "model" in inspect.signature(get_class(cfg.objective._target_)).parameters
+    return instantiate(cfg.objective, **({"model": build_model(cfg)} if takes_model else {}))
 
 
 def build_network(cfg: DictConfig, conditioner: Conditioner) -> nn.Module:

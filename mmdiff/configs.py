@@ -19,6 +19,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # `${mmdiff.mul:a,b}`: a product in a config (e.g. a network's input channels = mel bins x audio channels).
 if not OmegaConf.has_resolver("mmdiff.mul"):
     OmegaConf.register_new_resolver("mmdiff.mul", lambda *values: math.prod(values))
+# `${mmdiff.add:a,b}`: a sum (e.g. known-frame condition channels = latent channels + 1 mask channel).
+if not OmegaConf.has_resolver("mmdiff.add"):
+    OmegaConf.register_new_resolver("mmdiff.add", lambda *values: sum(values))
 
 
 def config_dirs() -> tuple[Path, Path]:
@@ -70,3 +73,41 @@ def register_recipes(dirs: list[Path]) -> dict[str, Path]:
             raise ValueError(f"recipe {path} is not valid YAML: {err}") from err
         store.store(group="recipe", name=name, node=node, package="_global_")
     return recipes
+
+
+# ---- what a run keeps beside its checkpoints -----------------------------------------------------------------------
+#: The config key listing files that a run keeps in its own folder: ``{"adapter.autoencoder": "autoencoder"}``.
+RUN_ASSETS = "run_assets"
+
+
+def record_run_setup(config_yaml: str, node: str, setup: dict, run_dir: str | Path) -> str:
+    """``config_yaml`` with what a component measured or stored when the run started (a latent adapter's
+    statistics and its codec copy): ``setup["settings"]`` sets keys of ``node``, ``setup["assets"]`` sets keys of
+    ``node`` to files inside ``run_dir`` and lists them under :data:`RUN_ASSETS` by their path relative to the run, so
+    that :func:`locate_run_assets` finds them again when the run folder has moved."""
+    if not config_yaml:
+        return config_yaml
+    cfg = OmegaConf.create(config_yaml)
+    assets = dict(cfg.get(RUN_ASSETS) or {})
+    for key, value in (setup.get("settings") or {}).items():
+        OmegaConf.update(cfg, f"{node}.{key}", value, force_add=True)
+    for key, relative in (setup.get("assets") or {}).items():
+        OmegaConf.update(cfg, f"{node}.{key}", str(Path(run_dir).absolute() / relative), force_add=True)
+        assets[f"{node}.{key}"] = str(relative)
+    if assets:
+        OmegaConf.update(cfg, RUN_ASSETS, assets, force_add=True)
+    return OmegaConf.to_yaml(cfg)
+
+
+def locate_run_assets(cfg, run_dir: str | Path | None) -> None:
+    """Point each key listed under :data:`RUN_ASSETS` of a loaded run config at the file inside ``run_dir`` (the
+    folder the run is in now, which may not be where it was trained). A missing file is a one-line error."""
+    if run_dir is None:
+        return
+    for key, relative in (cfg.get(RUN_ASSETS) or {}).items():
+        path = Path(run_dir) / str(relative)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: the run keeps its {key.split('.')[-1]} there (copy the whole run folder)"
+            )
+        OmegaConf.update(cfg, key, str(path))

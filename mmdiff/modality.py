@@ -61,6 +61,13 @@ class ModalityAdapter(ABC):
         """A mask broadcastable to ``shape`` that is 1 on ``[start, end)`` (seconds, frames: the adapter's unit)."""
         raise ValueError(f"keep: {type(self).__name__} has no length to keep a range of")
 
+    def known_mask(self, x0: Tensor, generator: Any = None) -> Tensor | None:
+        """The mask of the parts of a training batch ``x0 (B, ...)`` given to the network as known (1 there), drawn
+        with ``generator``; ``None`` when the adapter gives none. :meth:`encode` uses it with
+        :meth:`known_conditions`, and so does an adapter that wraps this one (latent diffusion: the mask of the
+        latents). Default: none."""
+        return None
+
     def known_conditions(self, known: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Network inputs telling the model which parts of ``known (B, ...)`` are given (``mask`` 1 there); a model
         trained with such inputs (video's known frames) then generates the rest in agreement. Default: none."""

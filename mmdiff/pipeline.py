@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .checkpoints import find_checkpoint, load_weights, read_step_schedules, schedules_dir
 from .components import build_model, build_network, generate_defaults
 from .conditioners import Conditioner
+from .configs import locate_run_assets
 from .core import DiffusionModel
 from .generation import GenerateOptions, Samples, generate, split_options
 from .modality import ModalityAdapter
@@ -35,10 +36,20 @@ def _config_and_weights(path: Path) -> tuple[DictConfig, Path]:
     """Find the resolved config and the checkpoint for a run dir, a checkpoint folder or a weights file. A run dir
     gives its newest complete checkpoint (incomplete ones are skipped with a warning); the one used is logged."""
     checkpoint = find_checkpoint(path)
-    config = (checkpoint.parent if checkpoint.is_file() else checkpoint) / "config.yaml"
+    folder = checkpoint.parent if checkpoint.is_file() else checkpoint
+    config = folder / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no config.yaml beside the weights at {checkpoint}")
-    return OmegaConf.load(config), checkpoint
+    cfg = OmegaConf.load(config)
+    objective = str(cfg.get("objective", {}).get("_target_", ""))
+    if objective and hasattr(get_class(objective), "reconstruct"):
+        raise ValueError(
+            f"{path} is an autoencoder run ({objective.rsplit('.', 1)[-1]}): it does not generate on its own; train a "
+            "latent diffusion model on it with autoencoder.path=<this run> (see docs/latent.md)"
+        )
+    # the run this checkpoint belongs to (RUN/checkpoints/step_N), where the run keeps its other files
+    locate_run_assets(cfg, folder.parent.parent if folder.parent.name == "checkpoints" else None)
+    return cfg, checkpoint
 
 
 class Pipeline:

@@ -2,7 +2,8 @@
 command that resumes a run.
 
 Hydra creates ``run_dir/.hydra`` and the log file before training starts, so starting over moves the old run's
-``checkpoints/``, ``samples/``, ``tensorboard/`` (and ``generated/``, what ``mmdiff sample`` wrote from it) into
+``checkpoints/``, ``samples/``, ``tensorboard/`` (and ``generated/``, what ``mmdiff sample`` wrote from it, and a
+latent run's ``autoencoder/``) into
 ``run_dir/replaced_<time>/`` rather than the folder itself.
 """
 
@@ -19,7 +20,8 @@ from ..checkpoints import checkpoint_dirs
 
 log = logging.getLogger("mmdiff.train")
 
-RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "generated")  # generated/: `mmdiff sample` without out=
+RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "generated", "autoencoder")
+# generated/: what `mmdiff sample` wrote without out=; autoencoder/: a latent run's codec and latent statistics
 # trainer keys that choose how a run starts; the resume command replaces them by trainer.resume=auto
 _START_KEYS = ("trainer.resume", "trainer.overwrite", "trainer.init_from")
 

@@ -38,8 +38,9 @@ from ..checkpoints import (
     set_rng_state,
 )
 from ..conditioners import Conditioner, training_conditions
+from ..configs import record_run_setup
 from ..data import StreamingDataset
-from ..generation import GenerateOptions, generate
+from ..generation import GenerateOptions, Samples, generate
 from ..modality import ModalityAdapter
 from .interrupt import SignalStop, TrainingInterrupted
 from .loader import resolve_workers
@@ -310,6 +311,7 @@ class Trainer:
         if self.overwrite and acc.is_main_process:
             move_aside(self.run_dir)
         acc.wait_for_everyone()
+        self._prepare_adapter(acc, fresh=checkpoint is None)
         net = self.net.to(acc.device)
         if self.init_from:
             _, _, report = load_matching_weights(net, self.init_from)
@@ -431,6 +433,19 @@ class Trainer:
         return net
 
     # ---- pieces ------------------------------------------------------------------------------------------------
+    def _prepare_adapter(self, acc: Any, fresh: bool) -> None:
+        """Let an adapter that keeps things with the run (a latent adapter: its codec copy and latent statistics)
+        set them up once, on the main process, before training; the others then read what it stored. What it
+        recorded goes into the config saved with each checkpoint."""
+        prepare = getattr(self.adapter, "prepare_run", None)
+        if not callable(prepare):
+            return
+        setup = prepare(self.dataset, self.run_dir, fresh=fresh, device=acc.device) if acc.is_main_process else None
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            setup = prepare(self.dataset, self.run_dir, fresh=False, device=acc.device)
+        self.config_yaml = record_run_setup(self.config_yaml, "adapter", setup, self.run_dir)
+
     def _writer(self):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -521,28 +536,58 @@ class Trainer:
         prefetch = {"prefetch_factor": 4} if workers else {}  # batches queued per worker: smooths slow files
         return iter(DataLoader(_Keyed(self.dataset), batch_sampler=sampler, **settings, **prefetch))
 
+    def _reconstructions(self) -> Samples:
+        """Demo items of an objective that reconstructs (an autoencoder): the first ``generate.num_samples`` training
+        items (fixed seeds) each followed by its reconstruction."""
+        from torch.utils.data import default_collate
+
+        n = min(self.generate.num_samples, len(self.dataset))
+        seeds = [self.seed + i for i in range(n)]
+        if isinstance(self.dataset, StreamingDataset):
+            items = list(self.dataset.stream(range(n), epoch_seed=lambda e: self.seed, item_seed=seeds.__getitem__))
+        else:
+            items = [self.dataset[(i, seed)] for i, seed in enumerate(seeds)]
+        device = self._acc.device
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in default_collate(items).items()}
+        x0, _ = self.adapter.encode(batch, generator=noise_generators(seeds, device))
+        with torch.no_grad():
+            recon = self.objective.reconstruct(self._net, x0)
+        pairs = [m for pair in zip(self.adapter.decode(x0), self.adapter.decode(recon)) for m in pair]
+        captions = [c for i in range(n) for c in (f"item {i}: input", f"item {i}: reconstruction")]
+        return Samples(pairs, [s for s in seeds for _ in range(2)], captions)
+
     def write_samples(self, step: int, writer=None) -> list[Path]:
-        """Generate demo samples with the EMA weights and fixed seeds into ``samples/step_N/``."""
+        """Demo samples with the EMA weights into ``samples/step_N/``: generated with fixed seeds, or for an
+        objective that reconstructs (an autoencoder), training items and their reconstructions."""
         params = list(self._net.parameters())
         self._ema.store(params)
         self._ema.copy_to(params)
         self._net.eval()
         try:
-            model = self.objective.model  # the same definition training uses and mmdiff.load reads
-            with self._acc.autocast():
-                items = generate(
-                    self.adapter,
-                    self.conditioner,
-                    model.denoiser(self._net),
-                    self.generate,
-                    schedule=model.schedule,
-                    device=self._acc.device,
-                )
+            if hasattr(self.objective, "reconstruct"):
+                items = self._reconstructions()
+            else:
+                model = self.objective.model  # the same definition training uses and mmdiff.load reads
+                with self._acc.autocast():
+                    items = generate(
+                        self.adapter,
+                        self.conditioner,
+                        model.denoiser(self._net),
+                        self.generate,
+                        schedule=model.schedule,
+                        device=self._acc.device,
+                    )
         finally:
             self._net.train()
             self._ema.restore(params)
         out = self.run_dir / "samples" / f"step_{step:06d}"
-        paths = self.adapter.write(items, out)
+        if hasattr(self.objective, "reconstruct"):  # input_i beside reconstruction_i
+            paths = [
+                *self.adapter.write(items[0::2], out, "input"),
+                *self.adapter.write(items[1::2], out, "reconstruction"),
+            ]
+        else:
+            paths = self.adapter.write(items, out)
         preview = self.adapter.preview(items, out / "preview.png", items.captions)
         if writer is not None and preview is not None:
             import matplotlib.image

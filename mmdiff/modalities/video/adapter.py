@@ -53,7 +53,7 @@ class VideoAdapter(ModalityAdapter):
         mask = mask.to(x0.dtype).expand(x0.shape[0], 1, *x0.shape[2:])
         return torch.cat([x0 * mask, mask], dim=1)
 
-    def random_known_mask(self, x0: Tensor, generator: Any = None) -> Tensor:
+    def known_mask(self, x0: Tensor, generator: Any = None) -> Tensor:
         """Per sample: with probability ``known_frames`` the first ``k ~ U{1..max_known}`` frames are known."""
         b, frames = x0.shape[0], x0.shape[2]
         u = draw("uniform", (b, 2), generator, x0.device)  # (B, 2): whether, and how many
@@ -70,7 +70,7 @@ class VideoAdapter(ModalityAdapter):
                 f"in [0, 1], got {tuple(video.shape)}"
             )
         x0 = video.float() * 2 - 1
-        return x0, {"concat": self.known_concat(x0, self.random_known_mask(x0, generator))}
+        return x0, {"concat": self.known_concat(x0, self.known_mask(x0, generator))}
 
     def decode(self, x: Tensor) -> list[Tensor]:
         return list(((x.float().clamp(-1, 1) + 1) / 2).cpu())  # each (3, F, H, W) in [0, 1]
