@@ -50,27 +50,55 @@ def group_norm(channels: int, groups: int = 32, per_frame: bool = False) -> nn.G
     return FrameGroupNorm(g, channels) if per_frame else nn.GroupNorm(g, channels)
 
 
+class CausalConv3d(nn.Module):
+    """A same-size ``Conv3d`` over ``(B, C, F, H, W)`` that pads the frame axis only on the past side (``k - 1``
+    frames before, none after), so output frame ``f`` depends on input frames ``<= f`` only (as in causal video VAEs,
+    e.g. MAGVIT-v2, Yu et al. 2024). ``kernel`` is an int or ``(k_t, k_h, k_w)``."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int | Sequence[int] = 3):
+        super().__init__()
+        kt, kh, kw = tuple(kernel) if isinstance(kernel, Sequence) else (kernel,) * 3
+        self.pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt - 1, 0)  # F.pad order: W, H, then frames (past only)
+        self.conv = nn.Conv3d(in_ch, out_ch, (kt, kh, kw))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, self.pad))
+
+
 class SpaceTimeConv(nn.Module):
     """A factorised (2+1)-D convolution for video ``(B, C, F, H, W)``: a spatial ``1 x k x k`` convolution, then a
     temporal ``k x 1 x 1`` convolution added as a residual that starts at zero (Make-A-Video, Singer et al. 2022;
-    "pseudo-3D"), so a fresh block acts frame by frame and learns motion on top."""
+    "pseudo-3D"), so a fresh block acts frame by frame and learns motion on top. With ``causal`` the temporal
+    convolution pads only on the past side (:class:`CausalConv3d`; its weights are then under ``temporal.conv.``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, causal: bool = False):
         super().__init__()
         self.spatial = nn.Conv3d(in_ch, out_ch, (1, kernel, kernel), padding=(0, kernel // 2, kernel // 2))
-        self.temporal = zero_init(nn.Conv3d(out_ch, out_ch, (kernel, 1, 1), padding=(kernel // 2, 0, 0)))
+        temporal = (
+            CausalConv3d(out_ch, out_ch, (kernel, 1, 1))
+            if causal
+            else nn.Conv3d(out_ch, out_ch, (kernel, 1, 1), padding=(kernel // 2, 0, 0))
+        )
+        self.temporal = zero_init(temporal)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.spatial(x)
         return h + self.temporal(h)
 
 
-def conv_block(dims: int, in_ch: int, out_ch: int, kernel: int = 3, factorized: bool = False) -> nn.Module:
-    """A same-size convolution: :class:`SpaceTimeConv` for factorised video, else ``Conv{dims}d``."""
+def conv_block(
+    dims: int, in_ch: int, out_ch: int, kernel: int = 3, factorized: bool = False, causal: bool = False
+) -> nn.Module:
+    """A same-size convolution: :class:`SpaceTimeConv` for factorised video, else ``Conv{dims}d``; ``causal``
+    (``dims=3`` only) pads the frame axis on the past side only (:class:`CausalConv3d`)."""
+    if causal and dims != 3:
+        raise ValueError(f"causal convolutions are over the frames of video and need dims=3, got {dims}")
     if factorized:
         if dims != 3:
             raise ValueError(f"factorised space-time convolutions need dims=3, got {dims}")
-        return SpaceTimeConv(in_ch, out_ch, kernel)
+        return SpaceTimeConv(in_ch, out_ch, kernel, causal)
+    if causal:
+        return CausalConv3d(in_ch, out_ch, kernel)
     return conv_nd(dims, in_ch, out_ch, kernel, padding=kernel // 2)
 
 
@@ -78,7 +106,9 @@ class ResBlock(nn.Module):
     """``norm -> SiLU -> conv -> scale/shift by the embedding -> norm -> SiLU -> dropout -> conv``, plus a skip.
 
     ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``. The second conv starts at zero. With
-    ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame.
+    ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame. ``emb_dim=0``
+    builds a block without an embedding (the autoencoder's; ``emb`` is then ignored). ``causal`` (video): per-frame
+    norms and convolutions that pad the frame axis on the past side only (see :func:`conv_block`).
     """
 
     def __init__(
@@ -90,21 +120,24 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
         kernel: int = 3,
         factorized: bool = False,
+        causal: bool = False,
     ):
         super().__init__()
         self.dims = dims
-        self.norm1 = group_norm(in_ch, per_frame=factorized)
-        self.conv1 = conv_block(dims, in_ch, out_ch, kernel, factorized)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch)
-        self.norm2 = group_norm(out_ch, per_frame=factorized)
+        per_frame = factorized or causal
+        self.norm1 = group_norm(in_ch, per_frame=per_frame)
+        self.conv1 = conv_block(dims, in_ch, out_ch, kernel, factorized, causal)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch) if emb_dim else None
+        self.norm2 = group_norm(out_ch, per_frame=per_frame)
         self.drop = nn.Dropout(dropout)
-        self.conv2 = zero_init(conv_block(dims, out_ch, out_ch, kernel, factorized))
+        self.conv2 = zero_init(conv_block(dims, out_ch, out_ch, kernel, factorized, causal))
         self.skip = conv_nd(dims, in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(F.silu(emb)).reshape(emb.shape[0], -1, *([1] * self.dims)).chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        h = self.norm2(self.conv1(F.silu(self.norm1(x))))
+        if self.emb is not None:
+            scale, shift = self.emb(F.silu(emb)).reshape(emb.shape[0], -1, *([1] * self.dims)).chunk(2, dim=1)
+            h = h * (1 + scale) + shift
         return self.skip(x) + self.conv2(self.drop(F.silu(h)))
 
 
@@ -141,14 +174,16 @@ class SpatialAttention(Attention):
 class TemporalAttention(nn.Module):
     """Self-attention across frames at each pixel of ``x (B, C, F, H, W)``, with a learned relative-position bias
     per head (Shaw et al. 2018; as in Video Diffusion Models, Ho et al. 2022). Offsets beyond ``max_distance`` share
-    the last bias, so clips longer than the training ones still work. Starts as the identity (zero output)."""
+    the last bias, so clips longer than the training ones still work. Starts as the identity (zero output).
+    ``causal``: each frame attends to itself and earlier frames only, and the norm works per frame, so output frame
+    ``f`` depends on frames ``<= f`` only."""
 
-    def __init__(self, channels: int, heads: int = 4, max_distance: int = 32):
+    def __init__(self, channels: int, heads: int = 4, max_distance: int = 32, causal: bool = False):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
-        self.heads, self.max_distance = heads, max_distance
-        self.norm = group_norm(channels)
+        self.heads, self.max_distance, self.causal = heads, max_distance, causal
+        self.norm = group_norm(channels, per_frame=causal)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.out = zero_init(nn.Linear(channels, channels))
         self.bias = nn.Embedding(2 * max_distance + 1, heads)
@@ -160,6 +195,8 @@ class TemporalAttention(nn.Module):
         pos = torch.arange(f, device=x.device)
         offset = (pos[None, :] - pos[:, None]).clamp(-self.max_distance, self.max_distance) + self.max_distance
         bias = self.bias(offset).permute(2, 0, 1).to(q.dtype)  # (heads, F, F)
+        if self.causal:  # key frame > query frame: not attended to
+            bias = bias.masked_fill(pos[None, :] > pos[:, None], float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*H*W, heads, F, C/heads)
         out = self.out(out.transpose(1, 2).reshape(b * h * w, f, c))
         return x + out.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
@@ -222,12 +259,15 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour upsampling by ``factor`` per axis, then a convolution (factorised for video)."""
+    """Nearest-neighbour upsampling by ``factor`` per axis, then a convolution (factorised for video; ``causal``:
+    see :func:`conv_block`)."""
 
-    def __init__(self, dims: int, channels: int, factor: int | Sequence[int] = 2, factorized: bool = False):
+    def __init__(
+        self, dims: int, channels: int, factor: int | Sequence[int] = 2, factorized: bool = False, causal: bool = False
+    ):
         super().__init__()
         self.factor = tuple(factor) if isinstance(factor, Sequence) else (factor,) * dims
-        self.conv = conv_block(dims, channels, channels, 3, factorized)
+        self.conv = conv_block(dims, channels, channels, 3, factorized, causal)
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
