@@ -14,6 +14,7 @@ from .roundtrip import roundtrip_quality
 from .sources import music_or_folder
 from .synth import SCALES, MusicSynth, scale_frequencies
 from .vocoder import GriffinLim, Vocoder
+from .waveform import WaveformAdapter
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "LogMelAdapter",
     "MusicSynth",
     "Vocoder",
+    "WaveformAdapter",
     "audio_features",
     "audio_info",
     "frechet_distance",
