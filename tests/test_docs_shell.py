@@ -53,6 +53,19 @@ MINIATURE |= {
     "video_shapes_text": [*VIDEO, *TEXT],
     "video_shapes_text_cpu": [*VIDEO, *TEXT],
 }
+# latent diffusion (docs/latent.md): the autoencoders at full depth (their factors fix the latent sizes) but narrow
+AE = ["net.channels=8", "data.synth.size=16"]
+LATENT = [*UNET, "data.synth.size=16", "adapter.stats_items=4"]
+MINIATURE |= {
+    "audio_vae": [*AE, "data.duration=0.5"],
+    "audio_vae_cpu": [*AE, "data.duration=0.5"],
+    "video_vae": [*AE, "data.num_frames=4", "data.resolution=[16,16]"],
+    "video_vae_cpu": [*AE, "data.num_frames=4", "data.resolution=[16,16]"],
+    "audio_music_latent": [*LATENT, "data.duration=0.5"],
+    "audio_music_latent_cpu": [*LATENT, "data.duration=0.5"],
+    "video_shapes_latent": [*LATENT, "data.num_frames=4", "data.resolution=[16,16]"],
+    "video_shapes_latent_cpu": [*LATENT, "data.num_frames=4", "data.resolution=[16,16]"],
+}
 HEADER = ("set -eo pipefail", "set -x")  # every script starts with these
 STAND_INS = {"points_ring", "music", "music_text", "shapes", "images"}  # the runs in doc_runs
 EVENTS_CHECK = (

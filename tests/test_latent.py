@@ -213,3 +213,35 @@ def test_two_stages_from_the_cli_then_the_moved_run_generates_and_edits_without_
     _cli(["train", "run_dir=moved", *trained], tmp_path)  # resumes from the run's own autoencoder copy
     assert (tmp_path / "moved" / "checkpoints" / "step_000004").is_dir()
     assert "using the autoencoder and statistics stored in" in (tmp_path / "moved" / "train.log").read_text()
+
+
+def test_a_diffusers_autoencoder_by_path_is_copied_into_the_run_and_composes_with_video(tmp_path):
+    """A tiny random AutoencoderKL saved into a folder (no hub): the latent adapter uses it frame by frame, the run
+    keeps a copy of its config and safetensors weights, and the copy alone loads the same codec."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_config(
+        {
+            "block_out_channels": [8, 8],
+            "down_block_types": ["DownEncoderBlock2D"] * 2,
+            "up_block_types": ["UpDecoderBlock2D"] * 2,
+            "latent_channels": 4,
+            "layers_per_block": 1,
+            "norm_num_groups": 4,
+        }
+    )
+    vae.save_pretrained(tmp_path / "sd_vae")
+    media = VideoAdapter(num_frames=4, resolution=(16, 16), fps=8.0, known_frames=0.0)
+    adapter = LatentAdapter(media, str(tmp_path / "sd_vae"), latent_channels=4, stats_items=4)
+    data = shapes_or_folder(num_frames=4, resolution=[16, 16], fps=8.0, synth={"size": 4})
+    adapter.prepare_run(data, tmp_path / "run")
+    copy = tmp_path / "run" / "autoencoder"
+    assert (copy / "config.json").is_file() and (copy / "diffusion_pytorch_model.safetensors").is_file()
+    z, cond = adapter.encode(_batch(data, 2, "video"))
+    assert z.shape == (2, 4, 4, 8, 8) and cond["concat"].shape == (2, 5, 4, 8, 8)
+    assert adapter.sample_shape(length=4) == (4, 4, 8, 8)
+    x = torch.rand(1, 3, 4, 16, 16) * 2 - 1
+    shutil.rmtree(tmp_path / "sd_vae")
+    assert torch.equal(load_codec(copy).encode(x), adapter.codec.encode(x))
+    assert adapter.decode(z)[0].shape == (3, 4, 16, 16)
