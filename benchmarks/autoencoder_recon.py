@@ -88,7 +88,7 @@ def _train(ae: Autoencoder, loss: AutoencoderLoss, batches, steps: int) -> tuple
         opt.step()
         sched.step()
         if step >= steps - max(1, steps // 10):
-            tail.append(float(value))
+            tail.append(value.item())
     return time.perf_counter() - start, float(np.mean(tail))
 
 
@@ -108,14 +108,14 @@ class _ThroughAutoencoder:
         return self.adapter.mel_to_waveform(x)
 
 
-def run_audio(steps: int) -> list[dict]:
+def run_audio(steps: int, configs=AUDIO_CONFIGS) -> list[dict]:
     data = music_or_folder(sample_rate=16000, duration=2.0, synth=MUSIC_SYNTH)
     adapter = LogMelAdapter(sample_rate=16000, n_mels=128, hop_length=256, duration=2.0)
     held = torch.stack([data[len(data) - 1 - i]["audio"] for i in range(HELD_OUT)])  # (N, 1, samples)
     x_held, _ = adapter.encode({"audio": held})  # (N, 128, 120)
     vocoder_only = roundtrip_quality(adapter, held)
     rows = []
-    for latent, factor in AUDIO_CONFIGS:
+    for latent, factor in configs:
         torch.manual_seed(0)
         ae = Autoencoder(1, 128, latent_channels=latent, channels=64, channel_mult=_mult(factor))
         loss = AutoencoderLoss(spectral_weight=1.0)
@@ -157,7 +157,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def run_video(steps: int) -> list[dict]:
+def run_video(steps: int, configs=VIDEO_CONFIGS) -> list[dict]:
     frames, size = 16, (64, 64)
     data = shapes_or_folder(num_frames=frames, resolution=size, synth={"radius_range": [0.15, 0.25]})
     adapter = VideoAdapter(num_frames=frames, resolution=size, known_frames=0.0)
@@ -165,7 +165,7 @@ def run_video(steps: int) -> list[dict]:
     x_held, _ = adapter.encode({"video": held})
     ref = torch.stack(adapter.decode(x_held))
     rows = []
-    for latent, factor in VIDEO_CONFIGS:
+    for latent, factor in configs:
         torch.manual_seed(0)
         ae = Autoencoder(
             3,
@@ -270,15 +270,18 @@ def main() -> None:
     parser.add_argument("--only", choices=("audio", "video"), default=None)
     parser.add_argument("--audio-steps", type=int, default=1000)
     parser.add_argument("--video-steps", type=int, default=200)
+    parser.add_argument("--configs", default=None, help="LATENT:FACTOR,... instead of the default grid")
+    parser.add_argument("--name", default=None, help="report file name (default autoencoder_recon[_quick])")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
     audio_steps, video_steps = (5, 3) if args.quick else (args.audio_steps, args.video_steps)
-    audio = run_audio(audio_steps) if args.only in (None, "audio") else []
-    video = run_video(video_steps) if args.only in (None, "video") else []
+    picked = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")] if args.configs else None
+    audio = run_audio(audio_steps, picked or AUDIO_CONFIGS) if args.only in (None, "audio") else []
+    video = run_video(video_steps, picked or VIDEO_CONFIGS) if args.only in (None, "video") else []
     load = (load_start, os.getloadavg()[0])
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "autoencoder_recon_quick" if args.quick else "autoencoder_recon"
+    name = args.name or ("autoencoder_recon_quick" if args.quick else "autoencoder_recon")
     (args.out / f"{name}.json").write_text(json.dumps({"audio": audio, "video": video, "load": load}, indent=1))
     (args.out / f"{name}.md").write_text(_markdown(audio, video, args, load))
     print((args.out / f"{name}.md").read_text())
