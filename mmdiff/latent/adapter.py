@@ -70,6 +70,14 @@ class LatentAdapter(ModalityAdapter):
         if stats is not None:
             self.set_stats(stats)
 
+    def __getattr__(self, name: str) -> Any:
+        """Media attributes (``sample_rate``, ``fps``, ``resolution``, ``waveform_to_mel`` ...) are the media
+        adapter's: evaluators and previews that work on decoded media read them from a latent adapter as from the
+        adapter it wraps."""
+        if name.startswith("_") or name == "media":
+            raise AttributeError(name)
+        return getattr(self.media, name)
+
     @property
     def codec(self) -> Any:
         """The frozen autoencoder (:func:`~mmdiff.latent.codec.load_codec` of ``autoencoder``), loaded once."""
