@@ -17,7 +17,15 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class SeededDataset(Protocol):
-    """``len(dataset)`` items; ``dataset[(index, item_seed)] -> dict`` (an int index alone uses a fixed seed)."""
+    """``len(dataset)`` items; ``dataset[(index, item_seed)] -> dict`` (an int index alone uses a fixed seed).
+
+    Optional: ``item_key(index, item_seed) -> str | None``, a string that names exactly the media of item
+    ``(index, item_seed)``: equal keys promise equal media (the same file, unchanged, the same crop, the same decoding
+    settings), so that what is computed from the media alone is cached by it (the latent cache,
+    :mod:`mmdiff.latent.cache`); ``None``: this item is not cacheable. The trainer calls it right after
+    ``dataset[(index, item_seed)]``, in the same process. The synths and folders (and their prepared stores) have one
+    (:mod:`mmdiff.modalities.item_keys`); streamed shards do not (not cacheable).
+    """
 
     def __len__(self) -> int: ...
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..modality import ModalityAdapter
+from .cache import LatentCache, default_cache_dir
 from .codec import CODEC_DIR, decode_in_chunks, encode_in_chunks, load_codec, store_codec
 
 log = logging.getLogger("mmdiff.latent")
@@ -47,6 +48,10 @@ class LatentAdapter(ModalityAdapter):
         stats: ``{"shift": [...], "scale": [...]}`` per latent channel; ``None`` until measured at the run's start.
         stats_items: training items the statistics are measured on.
         chunk: samples per codec call (bounds memory when encoding a large batch).
+        cache: keep each training item's latents on disk and reuse them across epochs and runs
+            (:mod:`mmdiff.latent.cache`) when the dataset names its items (``item_key``: the synths, folders and
+            prepared stores; shards do not). Hits and misses: :meth:`cache_stats`, and an INFO line on
+            ``mmdiff.latent`` every 1000 training batches ("latent cache: N hits, M misses so far").
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class LatentAdapter(ModalityAdapter):
         stats: Mapping[str, Any] | None = None,
         stats_items: int = 256,
         chunk: int = 16,
+        cache: bool = False,
     ):
         if not isinstance(media, ModalityAdapter):
             raise ValueError(f"adapter.media: expected a modality adapter, got {type(media).__name__}")
@@ -65,6 +71,10 @@ class LatentAdapter(ModalityAdapter):
         self.media, self.autoencoder, self.latent_channels = media, str(autoencoder), latent_channels
         self._codec = None  # loaded on first use: a resumed run loads the copy it keeps, not autoencoder.path
         self.stats_items, self.chunk = stats_items, chunk
+        self.cache = bool(cache)
+        self._latent_cache: LatentCache | None = None  # opened on first use, for the codec it was opened for
+        self._cache_codec: Any = None
+        self._cached_calls = 0  # encode calls that used the cache (for the periodic log line)
         self.shift: Tensor | None = None  # (latent_channels,)
         self.scale: Tensor | None = None  # (latent_channels,)
         if stats is not None:
@@ -195,14 +205,69 @@ class LatentAdapter(ModalityAdapter):
         return decode_in_chunks(self.codec, z.float() * scale + shift, self.chunk)
 
     # ---- the adapter protocol ----------------------------------------------------------------------------------
+    @property
+    def uses_item_keys(self) -> bool:
+        """Whether the trainer should pass the items' keys (``batch["_keys"]``, the dataset's ``item_key``)."""
+        return self.cache
+
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Media -> normalised latents and the known-part conditions. With ``cache=True`` and ``batch["_keys"]``
+        (one item key per sample, ``""``: none; popped from ``batch``), cached latents are reused and the others
+        encoded together and stored: the result is the uncached one (the media adapter still runs on the whole
+        batch, so each sample's generator is drawn from exactly as without the cache)."""
+        keys = batch.pop("_keys", None)
         x, _ = self.media.encode(batch, generator)  # its own conditions are remade from the latents below
-        z = self.to_latent(x)
+        if self.cache and keys is not None and any(keys):
+            z = self._cached_latents(x, list(keys))
+            shift, scale = self._stats(z)
+            z = (z - shift) / scale  # as to_latent
+        else:
+            z = self.to_latent(x)
         mask = self.media.known_mask(z, generator)
         return z, ({} if mask is None else self.media.known_conditions(z, mask))
 
     def decode(self, x: Tensor) -> list[Any]:
         return self.media.decode(self.from_latent(x))
+
+    # ---- the latent cache --------------------------------------------------------------------------------------
+    def cache_stats(self) -> tuple[int, int]:
+        """``(hits, misses)`` of the latent cache in this process so far (``(0, 0)`` before its first use)."""
+        cache = self._latent_cache
+        return (cache.hits, cache.misses) if cache is not None else (0, 0)
+
+    def _open_cache(self) -> LatentCache:
+        """The cache folder of the current codec and media settings (:func:`default_cache_dir`); opened again when
+        the codec changed (a resumed run switching to its stored copy hashes to the same folder)."""
+        if self._latent_cache is None or self._cache_codec is not self.codec:
+            self._latent_cache = LatentCache(default_cache_dir(self.codec, self.media))
+            self._cache_codec = self.codec
+            log.info("latent cache: %s", self._latent_cache.folder)
+        return self._latent_cache
+
+    def _cached_latents(self, x: Tensor, keys: list[str]) -> Tensor:
+        """Un-normalised codec latents ``(B, c, *s)`` of media tensors ``x`` ``(B, C, *S)``: cached ones read, the
+        misses (and the items without a key) encoded as one sub-batch and stored."""
+        if len(keys) != x.shape[0]:
+            raise ValueError(f"batch['_keys']: expected one item key per sample ({x.shape[0]}), got {len(keys)}")
+        cache = self._open_cache()
+        found = cache.get(keys)  # (c, *s) or None per sample
+        missing = [i for i, z in enumerate(found) if z is None]
+        if missing:
+            part = x if len(missing) == len(keys) else x[torch.tensor(missing, device=x.device)]
+            fresh = encode_in_chunks(self.codec, part, self.chunk)  # (M, c, *s)
+            cache.put([keys[i] for i in missing], fresh)
+            for row, i in enumerate(missing):
+                found[i] = fresh[row]
+        shapes = {tuple(z.shape) for z in found}
+        if len(shapes) > 1:  # a stale file of another shape under a key (cannot happen unless edited by hand)
+            log.warning("latent cache: cached latents of shapes %s in one batch; encoding it again", sorted(shapes))
+            z = encode_in_chunks(self.codec, x, self.chunk)
+            cache.put(keys, z)
+            return z
+        self._cached_calls += 1
+        if self._cached_calls % 1000 == 0:
+            log.info("latent cache: %d hits, %d misses so far (%s)", cache.hits, cache.misses, cache.folder)
+        return torch.stack([z.to(x.device) for z in found])
 
     def sample_shape(self, length: float | None = None) -> tuple[int, ...]:
         shape = self.media.sample_shape(length)

@@ -146,16 +146,22 @@ def _close(bar: Any, writer: Any) -> None:
 
 
 class _Keyed(Dataset):
-    """Passes ``(index, item_seed)`` keys to the dataset and adds the seed to each item as ``"_seed"``."""
+    """Passes ``(index, item_seed)`` keys to the dataset and adds the seed to each item as ``"_seed"``; with
+    ``item_keys``, also the dataset's ``item_key`` of the item as ``"_key"`` (``""`` when it has none), for an
+    adapter's latent cache."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, item_keys: bool = False):
         self.dataset = dataset
+        self.item_key = getattr(dataset, "item_key", None) if item_keys else None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        return {**self.dataset[key], "_seed": key[1]}
+        item = {**self.dataset[key], "_seed": key[1]}
+        if self.item_key is not None:  # after the item: a folder names the crop it has just read
+            item["_key"] = self.item_key(*key) or ""
+        return item
 
 
 class Trainer:
@@ -370,7 +376,10 @@ class Trainer:
             for micro in range(self.grad_accum):
                 batch = next(batches)
                 seeds = batch.pop("_seed").tolist()
+                keys = batch.pop("_key", None)  # item keys, only for an adapter with a latent cache
                 batch = {k: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                if keys is not None:
+                    batch["_keys"] = list(keys)  # the adapter pops it
                 gens = noise_generators(seeds, acc.device)
                 x0, known = self.adapter.encode(batch, generator=gens)  # known: the adapter's own inputs
                 cond = {**training_conditions(self.conditioner, batch, gens), **known}
@@ -534,7 +543,8 @@ class Trainer:
             start_micro_batch=start * self.grad_accum,
         )
         prefetch = {"prefetch_factor": 4} if workers else {}  # batches queued per worker: smooths slow files
-        return iter(DataLoader(_Keyed(self.dataset), batch_sampler=sampler, **settings, **prefetch))
+        keyed = _Keyed(self.dataset, item_keys=bool(getattr(self.adapter, "uses_item_keys", False)))
+        return iter(DataLoader(keyed, batch_sampler=sampler, **settings, **prefetch))
 
     def _reconstructions(self) -> Samples:
         """Demo items of an objective that reconstructs (an autoencoder): the first ``generate.num_samples`` training

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..folders import SkipFile, caption_summary, format_summary, scan_folder
+from ..item_keys import file_item_key
 from .io import AudioDecodeError, audio_info, decoded_length, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder"]
@@ -75,6 +76,7 @@ class AudioFolder(Dataset):
         self.num_samples = round(self.duration * self.sample_rate)  # crop length T
         self.short_policy, self.labels, self.cache = short_policy, labels, cache
         self._cache: dict[int, Tensor] = {}
+        self._lengths: dict[int, int] = {}  # file -> samples of its full decode, where this process read it whole
         scan = scan_folder(
             "AudioFolder", "audio", root, extensions, self._probe, labels, header=self._header, scan_cache=scan_cache
         )
@@ -135,11 +137,17 @@ class AudioFolder(Dataset):
             self._cache[index] = waveform
         return waveform
 
+    def _crop_start(self, length: int, generator: torch.Generator | None) -> int:
+        """The first sample of the crop of a ``length``-sample decode: ``randint(0, length - n + 1)`` from
+        ``generator``; 0, with nothing drawn, when the decode is no longer than a crop (padded or looped)."""
+        n = self.num_samples
+        return int(torch.randint(0, length - n + 1, (1,), generator=generator)) if length > n else 0
+
     def _fit(self, waveform: Tensor, generator: torch.Generator | None) -> Tensor:
         """``(C, T_file) -> (C, num_samples)``: a random crop, or padding/looping for a short clip."""
         length, n = waveform.shape[1], self.num_samples
         if length > n:
-            start = int(torch.randint(0, length - n + 1, (1,), generator=generator))
+            start = self._crop_start(length, generator)
             return waveform[:, start : start + n].clone()
         if self.short_policy == "loop":
             return waveform.repeat(1, -(-n // length))[:, :n]  # ceil(n / length) copies, cut to n
@@ -174,14 +182,47 @@ class AudioFolder(Dataset):
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         length, n = self._length(index), self.num_samples
         if self.cache or index in self._cache or length <= n:
-            return self._item(index, self._fit(self._waveform(index), generator))
+            return self._item(index, self._fit(self._whole(index), generator))
         state = (generator or torch.default_generator).get_state()  # to repeat the draw on a whole-file read
-        start = int(torch.randint(0, length - n + 1, (1,), generator=generator))
+        start = self._crop_start(length, generator)
         audio = self._window(index, start, start + n)  # (C, n)
         if audio.shape[1] < n:
             (generator or torch.default_generator).set_state(state)
-            audio = self._fit(self._waveform(index), generator)
+            audio = self._fit(self._whole(index), generator)
         return self._item(index, audio)
+
+    def _whole(self, index: int) -> Tensor:
+        """:meth:`_waveform`, remembering its length: the crop of a whole-file read is drawn on it, and
+        :meth:`item_key` must name that crop."""
+        waveform = self._waveform(index)
+        self._lengths[index] = waveform.shape[1]
+        return waveform
+
+    #: Bump when decoding or resampling changes the samples a file gives: item keys (and the latents cached by them)
+    #: of earlier versions are then not reused.
+    decode_version = 1
+
+    def item_key(self, index: int, item_seed: int) -> str | None:
+        """A string naming exactly the audio of item ``(index, item_seed)`` (:mod:`mmdiff.modalities.item_keys`):
+        the file (path under the root, size, ``mtime_ns``: touching or replacing it changes the key), the crop
+        ``[start, start + n)`` the item seed draws (:meth:`_crop_start`, as :meth:`__getitem__` draws it) and the
+        decoding settings. The crop is drawn on the header's length, or on the decode's where this process read
+        the file whole (``cache=True``, short files, a header that overstated): call it after ``self[index,
+        item_seed]``, as the trainer does. ``None`` when the file cannot be stat-ed."""
+        index = range(len(self.clips))[index]
+        length = self._lengths.get(index, self._length(index))
+        start = self._crop_start(length, torch.Generator().manual_seed(int(item_seed)))
+        return file_item_key("AudioFolder", self.root, self.clips[index].path, start, self._key_settings(), None)
+
+    def _key_settings(self) -> dict[str, Any]:
+        """What a crop's samples depend on besides the file and the start (part of :meth:`item_key`)."""
+        return {
+            "version": self.decode_version,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "num_samples": self.num_samples,
+            "short_policy": self.short_policy,
+        }
 
     # ------------------------------------------------------------------------------------------- evaluation crops
 

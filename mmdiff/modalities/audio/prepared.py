@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..item_keys import file_item_key
 from ..prepared import Decoded, PreparedFolder
 from .io import load_audio
 
@@ -81,6 +82,20 @@ class PreparedAudioFolder(PreparedFolder):
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         waveform, scale = self._stored(index)
         return self._item(index, self.folder._fit(waveform, generator), scale)  # the folder's crop rule
+
+    def item_key(self, index: int, item_seed: int) -> str | None:
+        """As :meth:`AudioFolder.item_key`: the crop the folder's rule draws on the stored waveform's length, with
+        the file's size and ``mtime_ns`` as the store entry records them (what it was decoded from) and the store's
+        int16 samples marked, since they differ from a decode's by the rounding."""
+        index, _ = self._key(index)
+        folder, name = self.folder, self.names[index]
+        start = folder._crop_start(self.store.attrs(name)["frames"], torch.Generator().manual_seed(int(item_seed)))
+        settings = {**folder._key_settings(), "stored": "int16"}
+        entry = self.store.index["files"][name]
+        path = folder.clips[self.indices[index]].path
+        return file_item_key(
+            "PreparedAudioFolder", folder.root, path, start, settings, (entry["size"], entry["mtime_ns"])
+        )
 
     def num_crops(self, index: int) -> int:
         """As :meth:`AudioFolder.num_crops` (by the header duration)."""

@@ -33,6 +33,8 @@ import torch
 from scipy.signal import lfilter
 from torch.utils.data import Dataset
 
+from ..item_keys import settings_hash
+
 # Pitch classes of each scale as semitone offsets from C (C = 0, C# = 1, ..., B = 11). A scale is a set of pitch
 # classes, so ``a_minor`` holds the same notes as ``c_major``; it is listed for readable configs.
 SCALES: dict[str, tuple[int, ...]] = {
@@ -239,6 +241,10 @@ class MusicSynth(Dataset):
 
     reads_files = False  # items are made in memory: trainer.num_workers=auto adds workers only on a GPU
 
+    #: Bump when the rendering code changes what a clip sounds like: item keys (and the latents cached by them) of
+    #: earlier versions are then not reused.
+    render_version = 1
+
     def __init__(
         self,
         size: int = 2048,
@@ -441,6 +447,24 @@ class MusicSynth(Dataset):
         item_seed = key[1] if isinstance(key, tuple) and len(key) > 1 else None
         caption = compose_caption(self.attributes(index), self._caption_rng(index, item_seed))
         return {"audio": audio, "label": label, "caption": caption}
+
+    def item_key(self, index: int, item_seed: int | None = None) -> str:
+        """A string naming exactly the audio of clip ``index`` (:mod:`mmdiff.modalities.item_keys`): the class, a
+        hash of every setting the waveform depends on and the index. The item seed only phrases the caption, so it is
+        not part of the key; ``size`` is not either (clip ``i`` is the same clip in a larger data set)."""
+        settings = {
+            "version": self.render_version,
+            "sample_rate": self.sample_rate,
+            "num_samples": self.num_samples,
+            "scale": self.scale,
+            "instruments": self.instruments,
+            "tempo_range": self.tempo_range,
+            "note_range": self.note_range,
+            "seed": self.seed,
+            "registers": self.registers,
+            "tempos": self.tempos,
+        }
+        return f"MusicSynth:{settings_hash(settings)}:{self._index(index)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..folders import SkipFile, caption_summary, format_summary, scan_folder
+from ..item_keys import file_item_key
 from .io import SHORT_POLICIES, VideoDecodeError, read_clip, video_info
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFolder"]
@@ -141,10 +142,42 @@ class VideoFolder(Dataset):
             item["label"] = torch.tensor(video.label, dtype=torch.int64)
         return item
 
+    def _clip_start(self, video: _Video, generator: torch.Generator | None) -> float:
+        """The seconds a training clip of ``video`` starts at: uniform in ``[0, duration - num_frames / fps]`` by
+        the header's duration, from ``generator`` (torch's global RNG when ``None``); 0 for a video shorter than a
+        clip. The draw :func:`~mmdiff.modalities.video.io.read_clip` makes for ``start=None``, made here so that
+        :meth:`__getitem__`, :meth:`item_key` and the prepared store share it."""
+        return float(torch.rand((), generator=generator)) * max(0.0, video.duration - self.clip_seconds)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | str]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        return self._read(self.videos[index], None, generator)
+        video = self.videos[index]
+        return self._read(video, self._clip_start(video, generator), generator)
+
+    #: Bump when decoding or resizing changes the frames a file gives: item keys (and the latents cached by them) of
+    #: earlier versions are then not reused.
+    decode_version = 1
+
+    def _key_settings(self) -> dict[str, Any]:
+        """What a clip's pixels depend on besides the file and the start (part of :meth:`item_key`)."""
+        policy = "pad" if self.short_policy == "skip" else self.short_policy  # as _read
+        return {
+            "version": self.decode_version,
+            "frames": self.num_frames,
+            "fps": self.fps,
+            "size": self.size,
+            "policy": policy,
+        }
+
+    def item_key(self, index: int, item_seed: int) -> str | None:
+        """A string naming exactly the clip of item ``(index, item_seed)`` (:mod:`mmdiff.modalities.item_keys`): the
+        file (path under the root, size, ``mtime_ns``: touching or replacing it changes the key), the start
+        :meth:`_clip_start` draws from the item seed (as :meth:`__getitem__` draws it) and :meth:`_key_settings`.
+        ``None`` when the file cannot be stat-ed."""
+        video = self.videos[index]
+        start = self._clip_start(video, torch.Generator().manual_seed(int(item_seed)))
+        return file_item_key("VideoFolder", self.root, video.path, start, self._key_settings(), None)
 
     # ------------------------------------------------------------------------------------------- evaluation crops
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..item_keys import file_item_key
 from ..prepared import Decoded, PreparedFolder
 from .io import (
     VideoDecodeError,
@@ -104,7 +105,21 @@ class PreparedVideoFolder(PreparedFolder):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | str]:
         index, seed = self._key(key)
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        return self._read(index, None, generator)
+        return self._read(index, self.folder._clip_start(self.folder.videos[self.indices[index]], generator), None)
+
+    def item_key(self, index: int, item_seed: int) -> str | None:
+        """As :meth:`VideoFolder.item_key` (the same start), with the file's size and ``mtime_ns`` as the store
+        entry records them (what its frames were decoded from) and the store's uint8 frames marked, since they
+        differ from a decode's by up to 0.5/255."""
+        index, _ = self._key(index)
+        folder, name = self.folder, self.names[index]
+        video = folder.videos[self.indices[index]]
+        start = folder._clip_start(video, torch.Generator().manual_seed(int(item_seed)))
+        entry = self.store.index["files"][name]
+        settings = {**folder._key_settings(), "stored": "uint8"}
+        return file_item_key(
+            "PreparedVideoFolder", folder.root, video.path, start, settings, (entry["size"], entry["mtime_ns"])
+        )
 
     def num_crops(self, index: int) -> int:
         """As :meth:`VideoFolder.num_crops` (by the header duration)."""

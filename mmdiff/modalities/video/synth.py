@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..item_keys import settings_hash
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 BACKGROUND_MAX = 0.2  # background channels lie in [0, BACKGROUND_MAX]: dark, whatever the colour
 SATURATION_RANGE = (0.5, 1.0)  # object colours: HSV with these saturations and values, any hue
@@ -193,6 +195,10 @@ class MovingShapes(Dataset):
 
     reads_files = False  # items are made in memory: trainer.num_workers=auto adds workers only on a GPU
 
+    #: Bump when the rendering code changes what a clip looks like: item keys (and the latents cached by them) of
+    #: earlier versions are then not reused.
+    render_version = 1
+
     def __init__(
         self,
         size: int = 2048,
@@ -352,6 +358,23 @@ class MovingShapes(Dataset):
                 np.random.SeedSequence((self.seed, index, _CAPTION_STREAM, int(key[1]) % 2**64))
             )
         return {"video": video, "label": label, "caption": self.caption(index, rng)}
+
+    def item_key(self, index: int, item_seed: int | None = None) -> str:
+        """A string naming exactly the pixels of clip ``index`` (:mod:`mmdiff.modalities.item_keys`): the class, a
+        hash of every setting the frames depend on and the index. The item seed only phrases the caption, so it is
+        not part of the key; ``size`` is not either (clip ``i`` is the same clip in a larger data set)."""
+        settings = {
+            "version": self.render_version,
+            "num_frames": self.num_frames,
+            "resolution": self.resolution,
+            "shapes": self.shapes,
+            "num_objects": self.num_objects,
+            "speed_range": self.speed_range,
+            "radius_range": self.radius_range,
+            "seed": self.seed,
+            "colours": self.colours,
+        }
+        return f"MovingShapes:{settings_hash(settings)}:{self._index(index)}"
 
     def attributes(self, index: int) -> dict[str, Any]:
         """What clip ``index`` shows, in caption words: ``shape`` (name), ``count`` (objects), and per object in
