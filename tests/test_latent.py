@@ -208,6 +208,9 @@ def test_two_stages_from_the_cli_then_the_moved_run_generates_and_edits_without_
     shutil.rmtree(tmp_path / "ae")
     _cli(["sample", "run=moved", "n=2", "steps=3", "out=gen", "progress=false"], tmp_path)
     _cli(["sample", "run=moved", "n=1", "steps=3", "out=cont", "init=gen/sample_000.wav", "keep=[0,1.0]"], tmp_path)
+    edit = ["init=gen/sample_001.wav", "strength=0.5", "guidance_scale=3", "label=organ"]  # SDEdit + guidance + label
+    _cli(["sample", "run=moved", "n=1", "steps=4", "out=edit", *edit], tmp_path)
+    assert (tmp_path / "edit" / "sample_000.wav").is_file()
     assert (tmp_path / "gen" / "sample_001.wav").is_file() and (tmp_path / "cont" / "sample_000.wav").is_file()
     trained = [*latent, "trainer.max_steps=4", "trainer.resume=auto", "autoencoder.path=gone"]
     _cli(["train", "run_dir=moved", *trained], tmp_path)  # resumes from the run's own autoencoder copy
