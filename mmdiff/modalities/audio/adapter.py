@@ -139,13 +139,9 @@ class LogMelAdapter(ModalityAdapter):
         return ((t >= start) & (t < end)).float().reshape(1, 1, -1)
 
     def write(self, items: list[Tensor], directory: Path, prefix: str = "sample") -> list[Path]:
-        from .io import write_audio
+        from .io import write_clips
 
-        directory = Path(directory)
-        return [
-            write_audio(directory / f"{prefix}_{i:03d}.{self.file_format}", item, self.sample_rate)
-            for i, item in enumerate(items)
-        ]
+        return write_clips(items, directory, self.sample_rate, self.file_format, prefix)
 
     def preview(self, items: list[Tensor], path: Path, captions: list[str] | None = None) -> Path:
         """A PNG grid of the items' log-mel spectrograms (first channel), each titled by its caption."""

@@ -441,3 +441,14 @@ def write_audio(path: str | Path, waveform: Tensor | np.ndarray, sample_rate: in
         _check_mp3(sample_rate)
         _encode(path, array, sample_rate, _MP3_ENCODER, "fltp")
     return path
+
+
+def write_clips(
+    items: list[Tensor], directory: str | Path, sample_rate: int, file_format: str, prefix: str = "sample"
+) -> list[Path]:
+    """Write each waveform of ``items`` as ``directory/<prefix>_<i:03d>.<file_format>``; return the paths (the
+    audio adapters' ``write``)."""
+    return [
+        write_audio(Path(directory) / f"{prefix}_{i:03d}.{file_format}", item, sample_rate)
+        for i, item in enumerate(items)
+    ]
