@@ -14,6 +14,7 @@ from .guidance import classifier_free_guidance, drop_conditions
 from .model import DiffusionModel, NetworkDenoiser
 from .noise import NoiseSource
 from .objectives import DiffusionLoss, LogitNormalTime, LogNormalSigma, UniformTime
+from .packing import Packing
 from .parameterization import (
     PARAMETERIZATIONS,
     convert_prediction,
@@ -50,6 +51,7 @@ __all__ = [
     "LogitNormalTime",
     "NetworkDenoiser",
     "NoiseSource",
+    "Packing",
     "Schedule",
     "StepInfo",
     "UniformTime",

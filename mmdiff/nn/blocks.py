@@ -245,6 +245,55 @@ class CrossAttention(nn.Module):
         return x + out.transpose(1, 2).reshape(b, c, *spatial)
 
 
+class CrossModalAttention(nn.Module):
+    """Attention from every position of one stream ``x (B, C, T, *S)`` to the positions of another stream
+    ``other (B, D, T', *S')`` that are close in time, residual: the coupling of a joint audio-video network.
+
+    Axis 2 of both is time and both span the same clip of ``span`` time units (video frames): position ``i`` of
+    ``x`` covers ``[i, i + 1) * span / T`` and key ``j`` covers ``[j, j + 1) * span / T'``. A query attends to the
+    keys whose intervals, widened by ``window`` units on each side, overlap its own, so every query has a key and
+    nothing far away in time is mixed in (MM-Diffusion, Ruan et al. 2023, couples its two U-Nets by windowed
+    cross-modal attention; here the window is fixed and centred instead of randomly shifted). Tokens are
+    normalised per position (LayerNorm), so frames never share statistics. The output layer starts at zero: a fresh
+    joint network is the two single-modality networks side by side.
+    """
+
+    def __init__(self, channels: int, other_channels: int, heads: int = 4, window: float = 1.0):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
+        if window < 0:
+            raise ValueError(f"cross-modal attention window must be >= 0 time units, got {window}")
+        self.heads, self.window = heads, float(window)
+        self.norm = nn.LayerNorm(channels)
+        self.other_norm = nn.LayerNorm(other_channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(other_channels, 2 * channels)
+        self.out = zero_init(nn.Linear(channels, channels))
+
+    def time_mask(self, steps: int, other_steps: int, rest: int, other_rest: int, span: float, device) -> Tensor:
+        """``(T * rest, T' * other_rest)`` bool: True where a query may attend to a key (tokens are time-major)."""
+        dq, dk = span / steps, span / other_steps
+        tq = (torch.arange(steps, device=device, dtype=torch.float32) + 0.5) * dq  # (T,) interval centres
+        tk = (torch.arange(other_steps, device=device, dtype=torch.float32) + 0.5) * dk  # (T',)
+        near = (tq[:, None] - tk[None, :]).abs() < self.window + (dq + dk) / 2  # (T, T')
+        return near.repeat_interleave(rest, dim=0).repeat_interleave(other_rest, dim=1)
+
+    def forward(self, x: Tensor, other: Tensor, span: float) -> Tensor:
+        b, c, steps, *spatial = x.shape
+        other_steps = other.shape[2]
+        d = c // self.heads
+        h = self.norm(x.reshape(b, c, -1).transpose(1, 2))  # (B, N, C), time-major positions
+        o = self.other_norm(other.reshape(b, other.shape[1], -1).transpose(1, 2).to(h.dtype))  # (B, N', D)
+        q = self.q(h).reshape(b, -1, self.heads, d).transpose(1, 2)  # (B, heads, N, d)
+        k, v = self.kv(o).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, N', d)
+        rest, other_rest = h.shape[1] // steps, o.shape[1] // other_steps
+        mask = self.time_mask(steps, other_steps, rest, other_rest, span, x.device)  # (N, N')
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, d)
+        out = self.out(out.transpose(1, 2).reshape(b, -1, c))  # (B, N, C)
+        return x + out.transpose(1, 2).reshape(b, c, steps, *spatial)
+
+
 class Downsample(nn.Module):
     """Strided convolution by ``factor`` per axis (e.g. 2 for audio, ``(1, 2, 2)`` for space-only video)."""
 

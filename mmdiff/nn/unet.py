@@ -8,6 +8,7 @@ model trained on short clips generates longer ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,18 @@ from .blocks import (
     zero_init,
 )
 from .embeddings import ConditionEmbedding, TimestepEmbedding
+
+
+@dataclass
+class UNetPass:
+    """One forward pass of a :class:`UNet` in progress, stage by stage (:meth:`UNet.begin`, :meth:`UNet.step`,
+    :meth:`UNet.finish`), so that two networks can run side by side and exchange features between stages (the joint
+    audio-video network, :class:`~mmdiff.nn.joint.JointUNet`). ``h`` is the current feature map."""
+
+    h: Tensor
+    emb: Tensor
+    context: tuple[Tensor | None, Tensor | None]
+    skips: list[Tensor] = field(default_factory=list)
 
 
 class UNet(nn.Module):
@@ -80,6 +93,7 @@ class UNet(nn.Module):
     ):
         super().__init__()
         out_channels = out_channels or in_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
         self.context_dim = context_dim
         cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
@@ -105,18 +119,26 @@ class UNet(nn.Module):
         self.inp = conv_block(dims, in_channels + concat_channels, channels, 3, factorized)
 
         widths = [channels * m for m in channel_mult]
+        self.widths = widths
+        # Per stage (each entry of down, then mid, then each entry of up): (kind, level of its output). A stage that
+        # ends at a level's resolution after residual blocks is "down", "mid" or "up"; a resampling one is
+        # "downsample" / "upsample" (JointUNet couples two networks after the former only).
+        self.stage_levels: list[tuple[str, int]] = []
         self.down = nn.ModuleList()
         skips, ch = [channels], channels
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
                 blocks = [res(ch, width), *attention(width, level)]
                 self.down.append(nn.ModuleList(blocks))
+                self.stage_levels.append(("down", level))
                 ch = width
                 skips.append(ch)
             if level < len(widths) - 1:
                 self.down.append(nn.ModuleList([Downsample(dims, ch, factor)]))
+                self.stage_levels.append(("downsample", level + 1))
                 skips.append(ch)
         self.mid = nn.ModuleList([res(ch, ch), *attention(ch), res(ch, ch)])
+        self.stage_levels.append(("mid", len(widths) - 1))
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for i in range(num_res_blocks + 1):
@@ -125,6 +147,9 @@ class UNet(nn.Module):
                 if level > 0 and i == num_res_blocks:
                     blocks.append(Upsample(dims, ch, factor, factorized))
                 self.up.append(nn.ModuleList(blocks))
+                self.stage_levels.append(
+                    ("upsample", level - 1) if level > 0 and i == num_res_blocks else ("up", level)
+                )
         self.out = nn.Sequential(
             group_norm(ch, per_frame=factorized),
             nn.SiLU(),
@@ -147,6 +172,22 @@ class UNet(nn.Module):
         context_mask: Tensor | None = None,
         pooled: Tensor | None = None,
     ) -> Tensor:
+        run = self.begin(x, t, label, concat, context, context_mask, pooled)
+        for stage in range(len(self.stage_levels)):
+            self.step(run, stage)
+        return self.finish(run)
+
+    def begin(
+        self,
+        x: Tensor,
+        t: Tensor,
+        label: Tensor | None = None,
+        concat: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        pooled: Tensor | None = None,
+    ) -> UNetPass:
+        """Check the inputs, embed time and conditions and run the input convolution: a pass ready for stage 0."""
         if self.concat_channels:  # no concat given = all zeros (for known frames: none known)
             if concat is None:
                 concat = x.new_zeros(x.shape[0], self.concat_channels, *x.shape[2:])
@@ -163,13 +204,21 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: context must be (B, L, {self.context_dim}), got {tuple(context.shape)}")
         if pooled is not None and self.pooled is not None:
             emb = emb + self.pooled(pooled.to(emb.dtype))
-        ctx = (context, context_mask)
         h = self.inp(x)
-        hs = [h]
-        for blocks in self.down:
-            h = self._run(blocks, h, emb, ctx)
-            hs.append(h)
-        h = self._run(self.mid, h, emb, ctx)
-        for blocks in self.up:
-            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb, ctx)
-        return self.out(h)
+        return UNetPass(h, emb, (context, context_mask), [h])
+
+    def step(self, run: UNetPass, stage: int) -> None:
+        """Run stage ``stage`` (an index into :attr:`stage_levels`) of ``run``: a down entry (its output kept for the
+        skip connection), the middle, or an up entry (joined with its skip)."""
+        if stage < len(self.down):
+            run.h = self._run(self.down[stage], run.h, run.emb, run.context)
+            run.skips.append(run.h)
+        elif stage == len(self.down):
+            run.h = self._run(self.mid, run.h, run.emb, run.context)
+        else:
+            blocks = self.up[stage - len(self.down) - 1]
+            run.h = self._run(blocks, torch.cat([run.h, run.skips.pop()], dim=1), run.emb, run.context)
+
+    def finish(self, run: UNetPass) -> Tensor:
+        """The output layer after the last stage."""
+        return self.out(run.h)
