@@ -229,8 +229,8 @@ def read_av(
             return {"video": video, "audio": torch.zeros(channels, count)}
         raise NoAudioTrack(path, "no audio track (the file has a video stream only); use missing_audio='silent'")
     shift = video_start - audio_start  # audio time = video time + shift
-    duration = video_info(path)["duration"]  # read_clip's: where "loop" wraps
-    if short_policy == "loop" and start + num_frames / fps > duration + 1e-6:
+    duration = video_info(path)["duration"] if short_policy == "loop" else math.inf  # read_clip's: where "loop" wraps
+    if start + num_frames / fps > duration + 1e-6:
         period = max(1, round(duration * sample_rate))  # one pass of the video, in samples
         whole = _audio_span(path, round(shift * sample_rate), period, sample_rate, channels)  # (C, period)
         index = (round(start * sample_rate) + torch.arange(count)) % period  # the wrapped sample of each output
