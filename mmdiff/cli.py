@@ -193,7 +193,7 @@ def _load_for(command: str, given: dict[str, Any]):
                 raise ValueError(f"{key}: mmdiff eval scores plain generation; editing options are for mmdiff sample")
     mine = {k: opts.pop(k) for k in own if k in opts}
     pipe = load(str(mine.pop("run")), device=mine.pop("device", None), ema=bool(mine.pop("ema", True)))
-    split_options(opts, pipe.conditioner, extra=own)  # an unknown key: one line listing the valid ones
+    split_options(opts, pipe.conditioner, extra=own, given=pipe.adapter.given_keys)  # unknown key: one line
     if "n" in mine:
         opts["num_samples"] = mine.pop("n")
     for key in ("keep", "guidance_interval"):

@@ -22,6 +22,9 @@ if not OmegaConf.has_resolver("mmdiff.mul"):
 # `${mmdiff.add:a,b}`: a sum (e.g. known-frame condition channels = latent channels + 1 mask channel).
 if not OmegaConf.has_resolver("mmdiff.add"):
     OmegaConf.register_new_resolver("mmdiff.add", lambda *values: sum(values))
+# `${mmdiff.div:a,b}`: a quotient, an int when it is a whole number (e.g. mel frames per video frame).
+if not OmegaConf.has_resolver("mmdiff.div"):
+    OmegaConf.register_new_resolver("mmdiff.div", lambda a, b: int(a / b) if (a / b) == int(a / b) else a / b)
 
 
 def config_dirs() -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .conditioners import Conditioner, guidance_null
-from .core import SPACINGS, resolve_sampler, sample, sigmas_for
+from .core import SPACINGS, classifier_free_guidance, resolve_sampler, sample, sigmas_for
 from .modality import ModalityAdapter
 
 #: Options that only some samplers take; passed to the sampler when set, refused when it does not take them.
@@ -51,6 +51,9 @@ class GenerateOptions:
         guidance_scale: classifier-free guidance scale (1: off).
         guidance_rescale: guidance rescale in [0, 1] (Lin et al. 2023).
         guidance_interval: ``(sigma_lo, sigma_hi)``: guide only there (Kynkäänniemi et al. 2024).
+        known_guidance_scale: guidance on the known parts of a call (a given track for video-to-audio and
+            audio-to-video, kept frames, image-to-video): ``D = D_unknown + s (D_known - D_unknown)``, where
+            ``D_unknown`` is the prediction without the known-part input (1: off). Composes with ``guidance_scale``.
         eta: noise of the stochastic samplers (``dpmpp_2m_sde``, ``euler_ancestral``, ``ddim`` ...).
         s_churn: EDM's stochastic churn (``euler``, ``heun``).
         s_noise: scale of the injected noise (the stochastic samplers).
@@ -75,6 +78,7 @@ class GenerateOptions:
     guidance_scale: float = 1.0
     guidance_rescale: float = 0.0
     guidance_interval: Sequence[float] | None = None
+    known_guidance_scale: float = 1.0
     eta: float | None = None
     s_churn: float | None = None
     s_noise: float | None = None
@@ -132,6 +136,10 @@ class GenerateOptions:
             raise ValueError(f"spacing: expected one of {', '.join(SPACINGS)}, got {self.spacing!r}")
         if not (_number(self.guidance_scale) and self.guidance_scale >= 0):
             raise ValueError(f"guidance_scale: expected a number >= 0 (1: no guidance), got {self.guidance_scale!r}")
+        if not (_number(self.known_guidance_scale) and self.known_guidance_scale >= 0):
+            raise ValueError(
+                f"known_guidance_scale: expected a number >= 0 (1: no guidance), got {self.known_guidance_scale!r}"
+            )
         if not (_number(self.guidance_rescale) and 0 <= self.guidance_rescale <= 1):
             raise ValueError(f"guidance_rescale: expected a number in [0, 1], got {self.guidance_rescale!r}")
         if self.sigma_data is not None and not (_number(self.sigma_data) and self.sigma_data > 0):
@@ -193,18 +201,20 @@ def _pair(value: Any, name: str, form: str) -> None:
 
 
 def split_options(
-    options: Mapping[str, Any], conditioner: Conditioner, extra: Sequence[str] = ()
+    options: Mapping[str, Any], conditioner: Conditioner, extra: Sequence[str] = (), given: Sequence[str] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split keyword options into ``(generate options, condition requests)``; an unknown key is a one-line error
-    that lists every valid key (``extra``: keys the caller handles itself, listed too)."""
+    """Split keyword options into ``(generate options, requests)``: requests are the conditioner's keys and the
+    adapter's ``given`` parts (``video=``, ``audio=``). An unknown key is a one-line error that lists every valid
+    key (``extra``: keys the caller handles itself, listed too)."""
     opts, request = {}, {}
     for key, value in options.items():
         if key in GenerateOptions.keys():
             opts[key] = value
-        elif key in conditioner.request_keys:
+        elif key in conditioner.request_keys or key in given:
             request[key] = value
         else:
-            valid = sorted({*GenerateOptions.keys(), *conditioner.request_keys, *extra} - {"num_samples"} | {"n"})
+            valid = {*GenerateOptions.keys(), *conditioner.request_keys, *given, *extra}
+            valid = sorted(valid - {"num_samples"} | {"n"})
             raise ValueError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
     return opts, request
 
@@ -238,20 +248,28 @@ def generate(
 ) -> Samples:
     """Sample ``options.num_samples`` items and decode them to media.
 
-    ``request`` holds condition requests for the conditioner (``label=3``). Sample ``i`` is made from seed
-    ``seeds[i]`` alone (noise and decoding), in any batch.
+    ``request`` holds condition requests for the conditioner (``label=3``) and parts of the samples the adapter
+    takes by name (its ``given_keys``: ``video=`` for video-to-audio). Sample ``i`` is made from seed ``seeds[i]``
+    alone (noise and decoding), in any batch.
     """
     options.check()
     device = torch.device(device)
     n, seeds = options.num_samples, options.seeds()
-    init = _init_batch(adapter, options, n, device)
+    request = dict(request or {})
+    given = {key: request.pop(key) for key in list(request) if key in adapter.given_keys}
+    if given and options.init is not None:
+        raise ValueError(f"{', '.join(given)}= give parts of the samples and init= whole ones: use one of them")
+    init, mask = _init_batch(adapter, options, n, device), None
+    if given:
+        init, mask = (t.to(device) for t in adapter.load_given(given, n, options.length))
     shape = (n, *(init.shape[1:] if init is not None else adapter.sample_shape(options.length)))
     _check_memory(shape, device)
-    cond = conditioner.request(n, device, **dict(request or {}))
-    mask = None
+    cond = conditioner.request(n, device, **request)
     if options.keep is not None:
         mask = adapter.range_mask(shape, *options.keep).to(device)
+    if mask is not None:
         cond.update(adapter.known_conditions(init, mask))
+        denoiser = known_guidance(denoiser, adapter, init, mask, options.known_guidance_scale)
     x = sample(
         denoiser,
         shape,
@@ -292,6 +310,17 @@ def default_sigmas(options: GenerateOptions, schedule: Any = None) -> Tensor:
         sigma_max=options.sigma_max,
         sigma_data=options.sigma_data,
     )
+
+
+def known_guidance(denoiser: Any, adapter: ModalityAdapter, known: Tensor, mask: Tensor, scale: float) -> Any:
+    """``denoiser`` guided towards its known-part input (video given for video-to-audio, kept frames):
+    classifier-free guidance whose null condition is the known-part input of nothing known, what the network saw
+    for joint generation in training (:meth:`~mmdiff.modality.ModalityAdapter.known_mask` draws both). ``scale`` 1:
+    ``denoiser`` itself."""
+    if scale == 1.0:
+        return denoiser
+    nothing = adapter.known_conditions(known[:1], torch.zeros_like(mask[:1]).expand_as(known[:1]))
+    return classifier_free_guidance(denoiser, scale, {key: value[0] for key, value in nothing.items()})
 
 
 def guidance_arguments(

@@ -20,7 +20,11 @@ from torch import Tensor
 
 
 class ModalityAdapter(ABC):
-    """What the trainer and generation need from a modality: four methods to write, three optional ones."""
+    """What the trainer and generation need from a modality: four methods to write, the others optional."""
+
+    #: Parts of a sample a generation call may give by name (``pipe.generate(video="silent.mp4")`` for an
+    #: audio-video adapter), loaded by :meth:`load_given`; none by default.
+    given_keys: tuple[str, ...] = ()
 
     @abstractmethod
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -67,6 +71,12 @@ class ModalityAdapter(ABC):
         :meth:`known_conditions`, and so does an adapter that wraps this one (latent diffusion: the mask of the
         latents). Default: none."""
         return None
+
+    def load_given(self, given: dict[str, Any], n: int, length: float | None = None) -> tuple[Tensor, Tensor]:
+        """Named parts of ``n`` samples a call gives (keys of :attr:`given_keys`) -> ``(known (n, ...), mask)``, the
+        mask 1 on what is given: generation keeps those parts and gives them to the network as known
+        (:meth:`known_conditions`), so a joint model generates the rest in agreement (video-to-audio)."""
+        raise ValueError(f"{type(self).__name__} takes no given parts")
 
     def known_conditions(self, known: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Network inputs telling the model which parts of ``known (B, ...)`` are given (``mask`` 1 there); a model

@@ -104,8 +104,9 @@ class Pipeline:
 
     @property
     def options(self) -> tuple[str, ...]:
-        """Every keyword :meth:`generate` takes: the generation options and the conditioner's requests."""
-        return (*GenerateOptions.keys(), *self.conditioner.request_keys)
+        """Every keyword :meth:`generate` takes: the generation options, the conditioner's requests and the parts of
+        a sample the adapter takes by name (``video=``, ``audio=`` for audio-video)."""
+        return (*GenerateOptions.keys(), *self.conditioner.request_keys, *self.adapter.given_keys)
 
     def generate(self, n: int | None = None, *, progress: bool = True, **options: Any) -> Samples:
         """Generate ``n`` media items (default: the run's ``generate.num_samples``).
@@ -117,14 +118,17 @@ class Pipeline:
         path, a ``(channels, samples)`` waveform, a video file, a ``(3, F, H, W)`` clip or ``(3, H, W)`` image in
         [0, 1]; or a batch already in the model's space) with ``strength`` (SDEdit: 1 regenerates fully, small
         values stay close to the input) and/or ``keep=(start, end)`` (keep that range of ``init`` and generate the
-        rest: continuation when ``length`` is longer than the input, inpainting otherwise). An unknown option is an
+        rest: continuation when ``length`` is longer than the input, inpainting otherwise); parts of the samples the
+        adapter takes by name, kept as given while the rest is generated (audio-video: ``video=`` a silent video or a
+        list of one per sample for video-to-audio, ``audio=`` for audio-to-video; ``known_guidance_scale`` guides
+        towards them). An unknown option is an
         error that lists the valid ones. Returns the items (a list) with their ``seeds`` and ``captions``.
 
         Noise levels: a tuned schedule of the run for this ``(sampler, steps)`` (``mmdiff tune-steps``) is used unless
         the call sets ``spacing``, ``sigma_min``, ``sigma_max`` or ``sigmas`` (an explicit list; ``steps`` follows
         its length) or ``tuned=False``; a log line says when it is. The list used is in the result's ``sigmas``.
         """
-        chosen, request = split_options(options, self.conditioner)
+        chosen, request = split_options(options, self.conditioner, given=self.adapter.given_keys)
         if n is not None:
             chosen["num_samples"] = n
         if torch.is_tensor(chosen.get("sigmas")):

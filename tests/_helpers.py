@@ -1,6 +1,9 @@
 """Shared helpers for the tests."""
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -50,3 +53,14 @@ def train_tiny_run(run_dir: Path, config_name: str, steps: int = 3, batch_size: 
         generate={"num_samples": 2, "steps": 3},
     ).fit()
     return run_dir
+
+
+def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m mmdiff ARGS`` in ``cwd`` on one thread; a failure (with ``check``) shows its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmdiff", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mmdiff {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from _helpers import cli
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
@@ -161,17 +162,6 @@ def test_video_latents_keep_frames_and_known_frames_come_as_latents(tmp_path):
     assert clips[0].shape == (3, 4, 16, 16) and 0 <= float(clips[0].min()) and float(clips[0].max()) <= 1
 
 
-def _cli(args, cwd):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mmdiff", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"mmdiff {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 TINY_RUN = [
     "trainer.max_steps=2",
     "trainer.batch_size=4",
@@ -190,7 +180,7 @@ def test_two_stages_from_the_cli_then_the_moved_run_generates_and_edits_without_
     mmdiff sample (and continuation with keep=) still works from what the run keeps; resume is from its own copy."""
     audio = ["data.sample_rate=8000", "data.duration=1.0", "data.synth.size=16"]
     mel = ["n_fft=256", "hop_length=64", "n_mels=16"]
-    _cli(["train", "recipe=audio_vae_cpu", "run_dir=ae", *audio, *[f"adapter.{m}" for m in mel], *TINY_RUN], tmp_path)
+    cli(["train", "recipe=audio_vae_cpu", "run_dir=ae", *audio, *[f"adapter.{m}" for m in mel], *TINY_RUN], tmp_path)
     samples = sorted(p.name for p in (tmp_path / "ae" / "samples" / "step_000002").iterdir())
     assert samples == [
         "input_000.wav",
@@ -201,19 +191,19 @@ def test_two_stages_from_the_cli_then_the_moved_run_generates_and_edits_without_
     ]
     latent = ["recipe=audio_music_latent_cpu", "autoencoder.path=ae", "adapter.stats_items=8", "data.duration=2.0"]
     latent += [*audio[:1], audio[2], *[f"adapter.media.{m}" for m in mel], *TINY_RUN]
-    _cli(["train", "run_dir=lat", *latent], tmp_path)
+    cli(["train", "run_dir=lat", *latent], tmp_path)
     stats = json.loads((tmp_path / "lat" / "autoencoder" / STATS_FILE).read_text())
     assert stats["items"] == 8 and len(stats["scale"]) == 8
     (tmp_path / "lat").rename(tmp_path / "moved")
     shutil.rmtree(tmp_path / "ae")
-    _cli(["sample", "run=moved", "n=2", "steps=3", "out=gen", "progress=false"], tmp_path)
-    _cli(["sample", "run=moved", "n=1", "steps=3", "out=cont", "init=gen/sample_000.wav", "keep=[0,1.0]"], tmp_path)
+    cli(["sample", "run=moved", "n=2", "steps=3", "out=gen", "progress=false"], tmp_path)
+    cli(["sample", "run=moved", "n=1", "steps=3", "out=cont", "init=gen/sample_000.wav", "keep=[0,1.0]"], tmp_path)
     edit = ["init=gen/sample_001.wav", "strength=0.5", "guidance_scale=3", "label=organ"]  # SDEdit + guidance + label
-    _cli(["sample", "run=moved", "n=1", "steps=4", "out=edit", *edit], tmp_path)
+    cli(["sample", "run=moved", "n=1", "steps=4", "out=edit", *edit], tmp_path)
     assert (tmp_path / "edit" / "sample_000.wav").is_file()
     assert (tmp_path / "gen" / "sample_001.wav").is_file() and (tmp_path / "cont" / "sample_000.wav").is_file()
     trained = [*latent, "trainer.max_steps=4", "trainer.resume=auto", "autoencoder.path=gone"]
-    _cli(["train", "run_dir=moved", *trained], tmp_path)  # resumes from the run's own autoencoder copy
+    cli(["train", "run_dir=moved", *trained], tmp_path)  # resumes from the run's own autoencoder copy
     assert (tmp_path / "moved" / "checkpoints" / "step_000004").is_dir()
     assert "using the autoencoder and statistics stored in" in (tmp_path / "moved" / "train.log").read_text()
 
