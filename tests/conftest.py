@@ -33,8 +33,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_modality"  #
 
 @pytest.fixture(scope="session")
 def doc_runs(tmp_path_factory):
-    """Tiny stand-ins for the runs the docs train: ``points_ring``, ``music``, ``music_text``, ``shapes`` and
-    ``images`` (the
+    """Tiny stand-ins for the runs the docs train: ``points_ring``, ``music``, ``music_text``, ``shapes``, ``av``
+    and ``images`` (the
     tutorial's modality, whose package is put on ``sys.path`` as its page says), in one folder."""
     from _helpers import train_tiny_run
 
@@ -46,4 +46,5 @@ def doc_runs(tmp_path_factory):
     train_tiny_run(root / "music_text", "audio_text_config.yaml", steps=2)
     train_tiny_run(root / "shapes", "video_config.yaml", steps=2)
     train_tiny_run(root / "images", "images_config.yaml", steps=2)
+    train_tiny_run(root / "av", "av_config.yaml", steps=2)
     return root

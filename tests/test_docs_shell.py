@@ -66,8 +66,11 @@ MINIATURE |= {
     "video_shapes_latent": [*LATENT, "data.num_frames=4", "data.resolution=[16,16]"],
     "video_shapes_latent_cpu": [*LATENT, "data.num_frames=4", "data.resolution=[16,16]"],
 }
+# joint audio-video (docs/audio_video.md): 1-s clips and narrow coupled U-Nets
+AV = ["net.video.channels=8", "net.audio.channels=8", "data.synth.size=16", "data.num_frames=8", "evaluator.n=4"]
+MINIATURE |= {"av_shapes": AV, "av_shapes_cpu": AV}
 HEADER = ("set -eo pipefail", "set -x")  # every script starts with these
-STAND_INS = {"points_ring", "music", "music_text", "shapes", "images"}  # the runs in doc_runs
+STAND_INS = {"points_ring", "music", "music_text", "shapes", "images", "av"}  # the runs in doc_runs
 EVENTS_CHECK = (
     "from pathlib import Path; import sys; "
     "sys.exit(0 if any(Path(sys.argv[1]).rglob('events.out.tfevents.*')) else f'no TensorBoard events in {sys.argv[1]}')"
