@@ -16,8 +16,8 @@ in the frames, and every bounce should have an onset. Both sides are measured fr
   dead-band count as no sign, so that noise does not reverse); its time is refined within the two frame intervals
   from the reflection model (constant speed, mirror at the wall), see :func:`_reversal_time`.
 * :func:`sync_scores`: over a set of clips, the share of onsets within ``tolerance`` seconds of a bounce of the same
-  clip and the share of bounces with an onset that near (one frame, ``1 / fps``, by default, as in MM-Diffusion's
-  and issue 16's "within one frame of a bounce").
+  clip and the share of bounces with an onset that near (by default one frame, ``1 / fps``: issue 16's "within one
+  frame of a bounce").
 * :func:`sync_report`: both detectors and the scores for a list of ``{"video", "audio"}`` items; ``pair_with``
   pairs each clip's frames with another clip's sound, which measures the chance level; :func:`chance_scores` pools
   every such shift for a steadier chance level.
@@ -53,9 +53,7 @@ BLOB_THRESHOLD = 0.5  # an object pixel's largest channel exceeds this (as mmdif
 MIN_BLOB_MASS = 0.5  # blobs of less total weight (in pixels of full brightness) are noise and dropped
 DEAD_BAND = 1 / 80  # |axis velocity| below this (shorter-frame-sides per frame: 0.2 px at 16x16) has no sign
 MAX_JUMP = 0.25  # a blob moving more than this (shorter sides) between frames starts a new track
-EDGE_SLOWDOWN = (
-    0.6  # a clip's first (last) step slower than this share of the next (previous) ones, at a wall: a bounce
-)
+EDGE_SLOWDOWN = 0.6  # a first (last) step slower than this share of the next (previous) ones, at a wall: a bounce
 EDGE_STEPS = 3  # steps after the first that measure the speed it is compared with
 MASS_CHANGE = 1.4  # a blob whose mass changes by more than this factor between frames starts a new track
 
