@@ -144,8 +144,12 @@ class FakePipe:
         self.data, self.shuffle, self.first, self.calls = data, shuffle, first, []
         self.adapter = type("Adapter", (), {"fps": data.fps, "sample_rate": data.sample_rate})()
 
-    def generate(self, n, seed=0, progress=False, video=None, **options):
-        self.calls.append({"n": n, "video": video, **options})
+    def generate(self, n, seed=0, progress=False, video=None, audio=None, **options):
+        self.calls.append({"n": n, "video": video, "audio": audio, **options})
+        if audio is not None:  # audio-to-video: the video of the real clip that has that sound
+            real = [self.data[i] for i in range(len(self.data))]
+            picture = [next(item["video"] for item in real if torch.equal(item["audio"], a)) for a in audio]
+            return [{"video": v, "audio": a} for v, a in zip(picture, audio)]
         if video is not None:
             real = [self.data[i] for i in range(len(self.data))]
             sound = [next(item["audio"] for item in real if torch.equal(item["video"], v)) for v in video]
@@ -159,17 +163,19 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
     evaluator = AVSyncEvaluator(n=6)
     pipe = FakePipe(data)
     report = evaluator(pipe, data)
-    assert set(report) == {"generated", "real", CHANCE_ROW, "video-to-audio"}
+    assert set(report) == {"generated", "real", CHANCE_ROW, "video-to-audio", "audio-to-video"}
     assert pipe.calls[0]["length"] == pytest.approx(data.num_frames / data.fps)  # as long as the real clips
     assert "length" not in pipe.calls[1] and len(pipe.calls[1]["video"]) == 6  # held-out real videos
+    assert len(pipe.calls[2]["audio"]) == 6  # and their sound
     assert report["generated"]["temporal_change_ratio"] > 0
-    for row in ("generated", "real", "video-to-audio"):
+    for row in ("generated", "real", "video-to-audio", "audio-to-video"):
         assert report[row]["onsets_near_bounce"] >= 0.6, (row, report[row])  # real clips: about 0.9 on average
         assert report[row]["sync_vs_chance"] > 2, (row, report[row])
     assert report[CHANCE_ROW]["sync_vs_chance"] == pytest.approx(1.0)
     shuffled = evaluator(FakePipe(data, shuffle=True), data)
     assert shuffled["generated"]["sync_vs_chance"] < report["generated"]["sync_vs_chance"] / 2
-    assert set(AVSyncEvaluator(n=6, video_to_audio=False)(pipe, data)) == {"generated", "real", CHANCE_ROW}
+    alone = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False)(pipe, data)
+    assert set(alone) == {"generated", "real", CHANCE_ROW}
 
 
 def test_evaluator_errors_and_config(data):
@@ -182,4 +188,5 @@ def test_evaluator_errors_and_config(data):
     with pytest.raises(ValueError, match="needs 2 x n"):
         AVSyncEvaluator(n=13)(FakePipe(data), data)
     evaluator = instantiate(OmegaConf.load(CONF))
-    assert isinstance(evaluator, AVSyncEvaluator) and evaluator.n == 32 and evaluator.video_to_audio
+    assert isinstance(evaluator, AVSyncEvaluator) and evaluator.n == 32
+    assert evaluator.video_to_audio and evaluator.audio_to_video

@@ -11,7 +11,9 @@ onsets within one frame of a bounce, the share of bounces with an onset that nea
   with the picture, the chance level that ``sync_vs_chance`` divides by. Pooled over every shift (the next clip's
   sound, the one after, ...: :func:`~mmdiff.modalities.av.sync.chance_scores`), the same expectation as the next
   clip alone but steady at ``n = 32``, where one pairing has only a handful of chance hits;
-* ``video-to-audio``: sound generated for ``n`` other (held-out) real videos, scored against those videos' bounces.
+* ``video-to-audio``: sound generated for ``n`` other (held-out) real videos, scored against those videos' bounces;
+* ``audio-to-video``: video generated for the same held-out clips' sound, its bounces scored against that sound's
+  onsets.
 
 The issue's goal reads off ``sync_vs_chance``: generated ``onsets_near_bounce`` at least 3x the chance row's (NaN
 when the chance row has no onset near a bounce at all, which leaves nothing to divide by).
@@ -32,13 +34,14 @@ class AVSyncEvaluator:
     """The rows above for a joint audio-video pipeline ``pipe`` (from :func:`mmdiff.load`) and its ``dataset``.
 
     ``n``: clips per set when the call gives none (``2 n`` real clips are drawn: ``n`` scored, ``n`` held out for
-    video-to-audio). ``video_to_audio=False`` leaves out the video-to-audio row (a model trained without clean-video
-    conditioning). The frame rate and sample rate come from ``pipe.adapter`` (``fps``, ``sample_rate``); the sync
+    video-to-audio and audio-to-video). ``video_to_audio=False`` / ``audio_to_video=False`` leave out those rows (a
+    model trained without that known track). The frame rate and sample rate come from ``pipe.adapter`` (``fps``, ``sample_rate``); the sync
     tolerance is one frame.
     """
 
-    def __init__(self, n: int = 32, video_to_audio: bool = True):
+    def __init__(self, n: int = 32, video_to_audio: bool = True, audio_to_video: bool = True):
         self.n, self.video_to_audio = check_n(n, "AVSyncEvaluator"), bool(video_to_audio)
+        self.audio_to_video = bool(audio_to_video)
 
     def __call__(
         self, pipe: Any, dataset: Any, n: int | None = None, seed: int = 0, progress: bool = False, **options: Any
@@ -71,6 +74,11 @@ class AVSyncEvaluator:
             sound = pipe.generate(n, seed=seed, progress=progress, video=videos, **v2a_options)
             paired = [{"video": video, "audio": item["audio"]} for video, item in zip(videos, sound)]
             report["video-to-audio"] = sync_report(paired, fps, sample_rate, tolerance)
+        if self.audio_to_video:
+            sounds = [item["audio"] for item in held_out]  # n x (C, S)
+            pictures = pipe.generate(n, seed=seed, progress=progress, audio=sounds, **generate_options)
+            paired = [{"video": item["video"], "audio": sound} for item, sound in zip(pictures, sounds)]
+            report["audio-to-video"] = sync_report(paired, fps, sample_rate, tolerance)
         chance = report[CHANCE_ROW]["onsets_near_bounce"]
         for row in report.values():
             row["sync_vs_chance"] = row["onsets_near_bounce"] / chance if chance > 0 else float("nan")
