@@ -60,3 +60,14 @@ def dataset_classes(dataset: Any) -> tuple[int | None, list[str]]:
         return None, []
     names = [str(n) for n in (getattr(dataset, "class_names", None) or [])]
     return int(count), names if len(names) == int(count) else []
+
+
+def first_items(dataset: Any, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The first ``min(n, len(dataset))`` items of ``dataset`` with fixed seeds, item ``i`` drawn with seed
+    ``seed + i`` (its crop, its caption's phrasing): one fixed sample of the data, the same in every run and process
+    (an autoencoder's demo reconstructions, latent statistics). A streaming dataset gives the first positions of its
+    stream for epoch seed ``seed``, each with seed ``seed + position``."""
+    n = min(int(n), len(dataset))
+    if isinstance(dataset, StreamingDataset):
+        return list(dataset.stream(range(n), epoch_seed=lambda epoch: seed, item_seed=lambda p: seed + p))
+    return [dataset[(i, seed + i)] for i in range(n)]

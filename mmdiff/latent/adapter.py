@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data import first_items
 from ..modality import ModalityAdapter
 from .cache import LatentCache, default_cache_dir
 from .codec import CODEC_DIR, decode_in_chunks, encode_in_chunks, load_codec, store_codec
@@ -134,11 +135,8 @@ class LatentAdapter(ModalityAdapter):
         items (item ``i`` with seed ``seed + i``, as a fixed sample of the data)."""
         from torch.utils.data import default_collate
 
-        n = min(self.stats_items, len(dataset))
-        if hasattr(dataset, "stream"):  # shards: read the first n items of the stream
-            items = list(dataset.stream(range(n), epoch_seed=lambda epoch: seed, item_seed=lambda p: seed + p))
-        else:
-            items = [dataset[(i, seed + i)] for i in range(n)]
+        items = first_items(dataset, self.stats_items, seed)
+        n = len(items)
         total, total_sq, count = 0.0, 0.0, 0
         for start in range(0, n, self.chunk):
             part = items[start : start + self.chunk]

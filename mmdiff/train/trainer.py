@@ -39,7 +39,7 @@ from ..checkpoints import (
 )
 from ..conditioners import Conditioner, training_conditions
 from ..configs import record_run_setup
-from ..data import StreamingDataset
+from ..data import StreamingDataset, first_items
 from ..generation import GenerateOptions, Samples, generate
 from ..modality import ModalityAdapter
 from .interrupt import SignalStop, TrainingInterrupted
@@ -551,12 +551,9 @@ class Trainer:
         items (fixed seeds) each followed by its reconstruction."""
         from torch.utils.data import default_collate
 
-        n = min(self.generate.num_samples, len(self.dataset))
+        items = first_items(self.dataset, self.generate.num_samples, self.seed)
+        n = len(items)
         seeds = [self.seed + i for i in range(n)]
-        if isinstance(self.dataset, StreamingDataset):
-            items = list(self.dataset.stream(range(n), epoch_seed=lambda e: self.seed, item_seed=seeds.__getitem__))
-        else:
-            items = [self.dataset[(i, seed)] for i, seed in enumerate(seeds)]
         device = self._acc.device
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in default_collate(items).items()}
         x0, _ = self.adapter.encode(batch, generator=noise_generators(seeds, device))
