@@ -1,6 +1,7 @@
 """The audio-video sync metric (mmdiff.modalities.av.sync) and its evaluator: onsets of hand-made knocks, bounces of
 the built-in moving shapes against their closed-form bounce times, the scores' definitions (empty sets included),
-and AVSyncEvaluator's rows with fake pipelines that return real clips in sync or shuffled."""
+and AVSyncEvaluator's rows with fake pipelines that return real clips in sync or shuffled, or noise (per-track
+quality)."""
 
 from pathlib import Path
 
@@ -172,10 +173,52 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
         assert report[row]["onsets_near_bounce"] >= 0.6, (row, report[row])  # real clips: about 0.9 on average
         assert report[row]["sync_vs_chance"] > 2, (row, report[row])
     assert report[CHANCE_ROW]["sync_vs_chance"] == pytest.approx(1.0)
+    # per-track quality: the fake's clips are real, so as near the held-out clips as the other real clips are
+    for key in ("video_frechet_distance", "audio_frechet_distance"):
+        assert 0 < report["generated"][key] < 2 * report["real"][key], (key, report["generated"], report["real"])
+    assert report["generated"]["audio_voiced_share"] > 0.3 and report["real"]["audio_voiced_share"] > 0.3  # ~0.6
+    assert (
+        "video_frechet_distance" not in report[CHANCE_ROW] and "audio_frechet_distance" not in report["video-to-audio"]
+    )
     shuffled = evaluator(FakePipe(data, shuffle=True), data)
     assert shuffled["generated"]["sync_vs_chance"] < report["generated"]["sync_vs_chance"] / 2
     alone = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False)(pipe, data)
     assert set(alone) == {"generated", "real", CHANCE_ROW}
+
+
+class DegradedPipe(FakePipe):
+    """The fake's clips with uniform noise for frames and white noise (``silent=False``) or zeros for sound."""
+
+    def __init__(self, data, silent):
+        super().__init__(data)
+        self.silent = silent
+
+    def generate(self, n, seed=0, progress=False, **options):
+        noise = torch.Generator().manual_seed(seed)
+        items = super().generate(n, seed=seed, progress=progress, **options)
+        return [
+            {
+                "video": torch.rand(item["video"].shape, generator=noise),
+                "audio": (0 if self.silent else 0.3) * torch.randn(item["audio"].shape, generator=noise),
+            }
+            for item in items
+        ]
+
+
+def test_evaluator_quality_of_degraded_tracks(data, caplog):
+    """Noise frames and silent or noisy sound: both Fréchet distances far above the real-vs-real level (about 20 and
+    30 at n=6, against thousands for noise and hundreds for silence), no pitched frames; n=6 warns that the Fréchet
+    distances are mostly sampling noise."""
+    evaluator = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False)
+    for silent in (True, False):
+        with caplog.at_level("WARNING", logger="mmdiff.eval"):
+            report = evaluator(DegradedPipe(data, silent), data)
+        generated, real = report["generated"], report["real"]
+        for key in ("video_frechet_distance", "audio_frechet_distance"):
+            assert generated[key] > 5 * real[key], (silent, key, generated, real)
+        assert generated["audio_voiced_share"] == 0 and real["audio_voiced_share"] > 0.3, (silent, generated, real)
+        assert generated["sync_vs_chance"] == 0  # no onset at all near a bounce (no bounce is seen in noise)
+    assert "(video track)" in caplog.text and "(audio track)" in caplog.text and "n=6" in caplog.text
 
 
 def test_evaluator_errors_and_config(data):

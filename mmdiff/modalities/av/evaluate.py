@@ -5,8 +5,10 @@ onsets within one frame of a bounce, the share of bounces with an onset that nea
 
 * ``generated``: ``n`` clips from the joint model, sound and picture both generated; this row also has the video's
   temporal-change statistics against the real clips
-  (:func:`~mmdiff.modalities.video.metrics.temporal_consistency_report`: ratio ~1 good, ~0 frozen, >> 1 flicker);
-* ``real``: ``n`` real clips, what a perfect model would score (the detectors' own ceiling on this data);
+  (:func:`~mmdiff.modalities.video.metrics.temporal_consistency_report`: ratio ~1 good, ~0 frozen, >> 1 flicker) and
+  the per-track quality keys below;
+* ``real``: ``n`` real clips, what a perfect model would score (the detectors' own ceiling on this data), with the
+  same quality keys: the floor that a perfect model would reach at this ``n``;
 * ``real, mismatched (chance)``: the same real clips, each with the next clip's sound: onsets that have nothing to do
   with the picture, the chance level that ``sync_vs_chance`` divides by. Pooled over every shift (the next clip's
   sound, the one after, ...: :func:`~mmdiff.modalities.av.sync.chance_scores`), the same expectation as the next
@@ -17,14 +19,38 @@ onsets within one frame of a bounce, the share of bounces with an onset that nea
 
 The issue's goal reads off ``sync_vs_chance``: generated ``onsets_near_bounce`` at least 3x the chance row's (NaN
 when the chance row has no onset near a bounce at all, which leaves nothing to divide by).
+
+Per-track quality, the measures of the single-modality evaluators on each track (issue 16), as extra keys of the
+``generated`` and ``real`` rows; both are scored against the ``n`` held-out real clips, so ``real`` (the other ``n``
+real clips against them) is the real-vs-real level, the sampling noise floor of a Fréchet distance at this ``n``:
+
+* ``video_frechet_distance``: the Fréchet distance of :func:`~mmdiff.modalities.video.metrics.video_features` (17
+  handcrafted clip features), as :class:`~mmdiff.modalities.video.evaluate.VideoEvaluator` reports it;
+* ``audio_frechet_distance``: the Fréchet distance of :func:`~mmdiff.modalities.audio.metrics.audio_features` (41
+  features) of the soundtracks' first channel, as :class:`~mmdiff.modalities.audio.evaluate.MusicEvaluator` does;
+* ``audio_voiced_share``: pyin's share of pitched frames (:func:`~mmdiff.modalities.audio.metrics.voiced_pitches`).
+  Kept because the knocks are pitched tones (330/494/740 Hz) in silence: real clips score about 0.6 (each knock
+  rings for a few pitched frames), while the known failures score 0 (silence, or silence made as white noise), and it
+  costs about 0.1 s a clip on a CPU, little next to generating the clip. MusicEvaluator's ``on_scale_share`` is left
+  out: the knocks follow no scale (three shape pitches, bent by up to a semitone with the object's size).
+
+Extra keys rather than rows of their own: ``mmdiff eval`` prints one column per row and one line per key, so the
+quality figures read as lines where ``generated`` and ``real`` stand side by side, and every row stays a sync row.
+With ``n`` at most the feature count (17 video, 41 audio) a Fréchet distance is mostly sampling noise: a warning on
+``mmdiff.eval`` says so (:func:`~mmdiff.modalities.evaluation.warn_frechet_size`); compare the generated figure with
+the ``real`` one at the same ``n``, never across ``n``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..evaluation import check_n, real_items
-from ..video.metrics import temporal_consistency_report
+from ...metrics import frechet_distance
+from ..audio.metrics import FEATURE_NAMES as AUDIO_FEATURES
+from ..audio.metrics import audio_features, voiced_pitches
+from ..evaluation import check_n, real_items, warn_frechet_size
+from ..video.metrics import FEATURE_NAMES as VIDEO_FEATURES
+from ..video.metrics import temporal_consistency_report, video_features
 from .sync import chance_scores, detect, sync_report, sync_scores
 
 CHANCE_ROW = "real, mismatched (chance)"
@@ -59,12 +85,14 @@ class AVSyncEvaluator:
         generated = pipe.generate(n, seed=seed, progress=progress, **generate_options)
         tolerance = 1.0 / fps  # one frame
         onsets, bounces = detect(reference, fps, sample_rate)  # the real clips' detections, for two rows
+        quality = _track_quality(generated, reference, held_out, sample_rate, n)
         report = {
             "generated": {
                 **sync_report(generated, fps, sample_rate, tolerance),
                 **temporal_consistency_report([item["video"] for item in generated], real_videos),
+                **quality["generated"],
             },
-            "real": sync_scores(onsets, bounces, tolerance),
+            "real": {**sync_scores(onsets, bounces, tolerance), **quality["real"]},
             CHANCE_ROW: chance_scores(onsets, bounces, tolerance),
         }
         if self.video_to_audio:
@@ -83,6 +111,31 @@ class AVSyncEvaluator:
         for row in report.values():
             row["sync_vs_chance"] = row["onsets_near_bounce"] / chance if chance > 0 else float("nan")
         return report
+
+
+def _track_quality(
+    generated: list[dict], reference: list[dict], held_out: list[dict], sample_rate: int, n: int
+) -> dict[str, dict[str, float]]:
+    """The quality keys of the module docstring for the ``generated`` and ``real`` (``reference``) clips, each set
+    against ``held_out``: ``{"generated": {...}, "real": {...}}``."""
+    warn_frechet_size(n, len(VIDEO_FEATURES), "AVSyncEvaluator (video track)")
+    warn_frechet_size(n, len(AUDIO_FEATURES), "AVSyncEvaluator (audio track)")
+    sets = {"generated": generated, "real": reference, "held out": held_out}
+    # Generated sound may differ from the real clips' length by a hop of the vocoder: cut every set to the shortest,
+    # so that clip length is no feature (pyin batches clips of equal length, too). First channel, as MusicEvaluator.
+    length = min(item["audio"].shape[-1] for items in sets.values() for item in items)
+    mono = {name: [item["audio"][0, :length] for item in items] for name, items in sets.items()}  # (length,) each
+    video = {name: video_features([item["video"] for item in items]) for name, items in sets.items()}  # (n, 17) each
+    audio = {name: audio_features(clips, sample_rate) for name, clips in mono.items()}  # (n, 41) each
+    rows = {}
+    for name in ("generated", "real"):
+        f0, frames = voiced_pitches(mono[name], sample_rate)  # (voiced_frames,), all frames
+        rows[name] = {
+            "video_frechet_distance": frechet_distance(video[name], video["held out"], warn=False),
+            "audio_frechet_distance": frechet_distance(audio[name], audio["held out"], warn=False),
+            "audio_voiced_share": len(f0) / frames,
+        }
+    return rows
 
 
 def _rates(pipe: Any) -> tuple[float, int]:
