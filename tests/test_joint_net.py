@@ -38,9 +38,10 @@ def test_a_packed_clip_in_and_out_any_length():
         net(torch.zeros(1, 1000), torch.rand(1))
 
 
-def test_a_fresh_joint_net_is_the_two_nets_side_by_side():
+@pytest.mark.parametrize("time_bias", [False, True])
+def test_a_fresh_joint_net_is_the_two_nets_side_by_side(time_bias):
     """Couplings start at zero: each stream's output is its own U-Net's, exactly."""
-    net = _nets()
+    net = _nets(time_bias=time_bias)
     layout, x = _clip()
     t, label = torch.rand(2), torch.tensor([1, 0])
     known = net.packing(FRAMES, concat=True).pack(
@@ -82,6 +83,31 @@ def test_cross_modal_attention_looks_only_near_in_time():
     delta = (block(video, changed_audio, span=8) - block(video, audio, span=8)).abs().amax(dim=(0, 1, 3, 4))  # (F,)
     assert delta[-1] > 1e-3 and delta[-2] > 1e-3  # that frame and its neighbour (window 0.5 frame) hear it
     assert delta[:-2].max() == 0  # frames far away do not
+
+
+def test_the_time_bias_tells_a_frame_from_its_neighbours():
+    """Without positions, keys inside the window are alike to a query wherever they are; the learned relative-time
+    bias (-slope * gap, 0 where intervals overlap) weights a frame's own keys above its neighbours'."""
+    torch.manual_seed(0)
+    plain = CrossModalAttention(8, 6, heads=2, window=1.0)
+    biased = CrossModalAttention(8, 6, heads=2, window=1.0, time_bias=True)
+    biased.load_state_dict(plain.state_dict(), strict=False)
+    bias = biased.attention_bias(8, 32, 4, 1, 8.0, "cpu", torch.float32)  # video frames (4 positions) <- 4 audio/frame
+    # frame 3 -> frame 3's audio, frame 4's (past the first step, which touches frame 3), frame 6's
+    own, neighbour, far = bias[:, 4 * 3, 12:16], bias[:, 4 * 3, 17:20], bias[:, 4 * 3, 24:28]
+    assert (own == 0).all() and (neighbour < 0).all() and torch.isinf(far).all()
+    assert (neighbour[1] < neighbour[0]).all()  # heads start from broad to sharp
+    for block in (plain, biased):
+        torch.nn.init.normal_(block.out.weight, std=0.5)
+    biased.out.load_state_dict(plain.out.state_dict())
+    video, audio = torch.randn(1, 8, 8, 2, 2), torch.randn(1, 6, 32)
+    changed = audio.clone()
+    changed[..., 16:20] = torch.randn(1, 6, 4)  # frame 4's audio
+    for block in (plain, biased):
+        delta = (block(video, changed, span=8) - block(video, audio, span=8)).abs().amax(dim=(0, 1, 3, 4))  # (F,)
+        block.ratio = (delta[3] / delta[4]).item()  # a neighbour's response against the frame's own
+    assert biased.ratio < plain.ratio
+    assert biased.slope.requires_grad and plain.slope is None
 
 
 def test_mismatched_stages_and_levels_are_one_line_errors():

@@ -50,6 +50,10 @@ class JointUNet(nn.Module):
         coupling_levels: levels (0 = full resolution) where the streams attend to each other, after every
             residual stage of the level on the way down, in the middle (when it is the last level) and on the way up.
         window: how far in time (video frames, beyond the overlap of two positions) a position may look.
+        time_bias: a learned relative-time bias in the couplings (``CrossModalAttention``), so a position tells its
+            own frame from its neighbours.
+        qk_norm: unit queries and keys with a learned scale in the couplings, so they can attend to a small object
+            from the start.
         heads: attention heads of the couplings.
     """
 
@@ -62,6 +66,8 @@ class JointUNet(nn.Module):
         coupling_levels: Sequence[int] = (2,),
         window: float = 1.0,
         heads: int = 4,
+        time_bias: bool = False,
+        qk_norm: bool = False,
     ):
         super().__init__()
         if video.dims != 3 or audio.dims != 1:
@@ -88,8 +94,8 @@ class JointUNet(nn.Module):
         for stage in self.coupled:
             level = video.stage_levels[stage][1]
             cv, ca = video.widths[level], audio.widths[level]
-            self.video_from_audio[str(stage)] = CrossModalAttention(cv, ca, heads, window)
-            self.audio_from_video[str(stage)] = CrossModalAttention(ca, cv, heads, window)
+            self.video_from_audio[str(stage)] = CrossModalAttention(cv, ca, heads, window, time_bias, qk_norm)
+            self.audio_from_video[str(stage)] = CrossModalAttention(ca, cv, heads, window, time_bias, qk_norm)
 
     def packing(self, frames: int, concat: bool = False) -> Packing:
         """The layout of a clip of ``frames`` frames (of its known-part input when ``concat``)."""
