@@ -12,6 +12,7 @@ from mmdiff.generation import GenerateOptions, generate
 from mmdiff.modalities.audio import LogMelAdapter
 from mmdiff.modalities.av import SoundingShapes
 from mmdiff.modalities.av.adapter import AudioVideoAdapter
+from mmdiff.modalities.av.dependence import cross_modal_dependence
 from mmdiff.modalities.av.io import has_audio, read_av
 from mmdiff.modalities.video import VideoAdapter
 from mmdiff.nn import JointUNet, UNet
@@ -153,3 +154,37 @@ def test_train_sample_video_to_audio_audio_to_video_and_continue_from_the_cli(tm
         check=False,
     )
     assert bad.returncode != 0 and "use one of them" in bad.stderr
+
+
+class _Pipe:
+    """What :func:`cross_modal_dependence` reads of a pipeline: adapter, conditioner, denoiser, device."""
+
+    def __init__(self, adapter, denoiser):
+        self.adapter, self.denoiser, self.device = adapter, denoiser, torch.device("cpu")
+        self.conditioner = ClassLabels(num_classes=2)
+
+
+def test_cross_modal_dependence_is_one_for_a_model_that_ignores_the_other_track_and_large_for_one_that_uses_it():
+    adapter = _adapter()
+    data = SoundingShapes(size=8, num_frames=FRAMES, resolution=RES, fps=8.0, sample_rate=8000)
+    items = [data[i] for i in range(4)]
+    x0, _ = adapter.encode({key: torch.stack([item[key] for item in items]) for key in ("video", "audio")})
+    layout = adapter.packing(FRAMES)
+
+    def apart(x, sigma, **cond):  # each element alone: the optimal denoiser of unit Gaussian data, no coupling
+        return x / (1 + sigma[:, None] ** 2)
+
+    def oracle(x, sigma, concat, **cond):  # names each clip by its video (given clean, or noisy): its audio
+        known = adapter.packing(FRAMES, concat=True).unpack(concat)["video"]
+        video = known[:, :3] if known[:, 3:].bool().all() else layout.unpack(x)["video"]
+        nearest = torch.cdist(video.flatten(1), layout.unpack(x0)["video"].flatten(1)).argmin(dim=1)
+        parts = layout.unpack(apart(x, sigma))
+        return layout.pack({"video": parts["video"], "audio": 0.9 * layout.unpack(x0)["audio"][nearest]})
+
+    ratios = cross_modal_dependence(_Pipe(adapter, apart), items, sigmas=(0.5, 1.0))
+    assert ratios == pytest.approx(dict.fromkeys(ratios, 1.0), abs=1e-6)
+    ratios = cross_modal_dependence(_Pipe(adapter, oracle), items, sigmas=(0.5,))
+    assert ratios["audio_needs_video"] > 10 and ratios["audio_needs_given_video"] > 10  # its own audio: small error
+    assert ratios["video_needs_audio"] == pytest.approx(1.0) == ratios["video_needs_given_audio"]
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        cross_modal_dependence(_Pipe(adapter, apart), items[:1])

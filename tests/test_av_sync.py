@@ -161,7 +161,7 @@ class FakePipe:
 
 
 def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
-    evaluator = AVSyncEvaluator(n=6)
+    evaluator = AVSyncEvaluator(n=6, dependence=False)
     pipe = FakePipe(data)
     report = evaluator(pipe, data)
     assert set(report) == {"generated", "real", CHANCE_ROW, "video-to-audio", "audio-to-video"}
@@ -182,7 +182,7 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
     )
     shuffled = evaluator(FakePipe(data, shuffle=True), data)
     assert shuffled["generated"]["sync_vs_chance"] < report["generated"]["sync_vs_chance"] / 2
-    alone = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False)(pipe, data)
+    alone = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False, dependence=False)(pipe, data)
     assert set(alone) == {"generated", "real", CHANCE_ROW}
 
 
@@ -209,7 +209,7 @@ def test_evaluator_quality_of_degraded_tracks(data, caplog):
     """Noise frames and silent or noisy sound: both Fréchet distances far above the real-vs-real level (about 20 and
     30 at n=6, against thousands for noise and hundreds for silence), no pitched frames; n=6 warns that the Fréchet
     distances are mostly sampling noise."""
-    evaluator = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False)
+    evaluator = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False, dependence=False)
     for silent in (True, False):
         with caplog.at_level("WARNING", logger="mmdiff.eval"):
             report = evaluator(DegradedPipe(data, silent), data)
@@ -225,11 +225,11 @@ def test_evaluator_errors_and_config(data):
     pipe = FakePipe(data)
     pipe.adapter = object()
     with pytest.raises(ValueError, match="fps and sample_rate"):
-        AVSyncEvaluator(n=4)(pipe, data)
+        AVSyncEvaluator(n=4, dependence=False)(pipe, data)
     with pytest.raises(ValueError, match="n must be"):
         AVSyncEvaluator(n=1)
     with pytest.raises(ValueError, match="needs 2 x n"):
-        AVSyncEvaluator(n=13)(FakePipe(data), data)
+        AVSyncEvaluator(n=13, dependence=False)(FakePipe(data), data)
     evaluator = instantiate(OmegaConf.load(CONF))
     assert isinstance(evaluator, AVSyncEvaluator) and evaluator.n == 32
     assert evaluator.video_to_audio and evaluator.audio_to_video

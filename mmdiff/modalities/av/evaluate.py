@@ -51,6 +51,7 @@ from ..audio.metrics import audio_features, voiced_pitches
 from ..evaluation import check_n, real_items, warn_frechet_size
 from ..video.metrics import FEATURE_NAMES as VIDEO_FEATURES
 from ..video.metrics import temporal_consistency_report, video_features
+from .dependence import cross_modal_dependence
 from .sync import chance_scores, detect, sync_report, sync_scores
 
 CHANCE_ROW = "real, mismatched (chance)"
@@ -61,13 +62,16 @@ class AVSyncEvaluator:
 
     ``n``: clips per set when the call gives none (``2 n`` real clips are drawn: ``n`` scored, ``n`` held out for
     video-to-audio and audio-to-video). ``video_to_audio=False`` / ``audio_to_video=False`` leave out those rows (a
-    model trained without that known track). The frame rate and sample rate come from ``pipe.adapter`` (``fps``, ``sample_rate``); the sync
-    tolerance is one frame.
+    model trained without that known track). The frame rate and sample rate come from ``pipe.adapter`` (``fps``,
+    ``sample_rate``); the sync tolerance is one frame. ``dependence``: the generated row also gets the model's
+    cross-modal dependence on the held-out clips (:func:`~mmdiff.modalities.av.dependence.cross_modal_dependence`:
+    ``audio_needs_video`` ... 1 when a track's prediction ignores the other track), which says whether a model out
+    of sync failed to learn the coupling at all.
     """
 
-    def __init__(self, n: int = 32, video_to_audio: bool = True, audio_to_video: bool = True):
+    def __init__(self, n: int = 32, video_to_audio: bool = True, audio_to_video: bool = True, dependence: bool = True):
         self.n, self.video_to_audio = check_n(n, "AVSyncEvaluator"), bool(video_to_audio)
-        self.audio_to_video = bool(audio_to_video)
+        self.audio_to_video, self.dependence = bool(audio_to_video), bool(dependence)
 
     def __call__(
         self, pipe: Any, dataset: Any, n: int | None = None, seed: int = 0, progress: bool = False, **options: Any
@@ -91,6 +95,7 @@ class AVSyncEvaluator:
                 **sync_report(generated, fps, sample_rate, tolerance),
                 **temporal_consistency_report([item["video"] for item in generated], real_videos),
                 **quality["generated"],
+                **(cross_modal_dependence(pipe, held_out, seed=seed) if self.dependence else {}),
             },
             "real": {**sync_scores(onsets, bounces, tolerance), **quality["real"]},
             CHANCE_ROW: chance_scores(onsets, bounces, tolerance),
