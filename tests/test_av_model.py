@@ -188,3 +188,18 @@ def test_cross_modal_dependence_is_one_for_a_model_that_ignores_the_other_track_
     assert ratios["video_needs_audio"] == pytest.approx(1.0) == ratios["video_needs_given_audio"]
     with pytest.raises(ValueError, match="at least 2 clips"):
         cross_modal_dependence(_Pipe(adapter, apart), items[:1])
+
+
+def test_a_file_given_for_every_sample_is_decoded_once(tmp_path, monkeypatch):
+    from mmdiff.modalities.av.io import write_av
+
+    adapter, batch = _adapter(), _batch(1)
+    path = write_av(tmp_path / "clip.mp4", batch["video"][0], 8.0, batch["audio"][0], 8000)
+    calls = []
+    read = adapter._load_video
+    monkeypatch.setattr(adapter, "_load_video", lambda source, frames: calls.append(source) or read(source, frames))
+    known, _ = adapter.load_given({"video": path}, n=3)
+    assert len(calls) == 1 and known.shape[0] == 3
+    torch.testing.assert_close(known[0], known[2])
+    adapter.load_given({"video": [path, batch["video"][0], path]}, n=3)
+    assert len(calls) == 3  # once more for the file, once for the tensor

@@ -289,11 +289,21 @@ class AudioVideoAdapter(ModalityAdapter):
         h, w = self.video.resolution
         video = torch.zeros(n, 3, frames, h, w)
         audio = torch.zeros(n, self.audio.channels, round(frames / self.fps * self.sample_rate))
+        decoded: dict[tuple[str, str], Tensor] = {}  # a file given for several samples is decoded once
+
+        def load(key: str, source: Any) -> Tensor:
+            if not isinstance(source, (str, Path)):
+                return self._load_video(source, frames) if key == "video" else self._load_audio(source)
+            name = (key, str(source))
+            if name not in decoded:
+                decoded[name] = self._load_video(source, frames) if key == "video" else self._load_audio(source)
+            return decoded[name]
+
         for i in range(n):
             if "video" in per_sample:
-                video[i] = self._fit_video(self._load_video(per_sample["video"][i], frames), frames)
+                video[i] = self._fit_video(load("video", per_sample["video"][i]), frames)
             if "audio" in per_sample:
-                audio[i] = self._fit_audio(self._load_audio(per_sample["audio"][i]), frames)
+                audio[i] = self._fit_audio(load("audio", per_sample["audio"][i]), frames)
         known = self.packing(frames).pack(self._tracks(video, audio))
         return known, self.packing(frames).mask({key: 1.0 for key in per_sample})
 
