@@ -241,10 +241,7 @@ class CrossAttention(nn.Module):
             mask = context_mask.bool().clone()
             mask[:, 0] = True  # never a row with nothing to attend to (softmax over no keys is NaN)
             mask = mask[:, None, None, :]  # (B, 1, 1, L)
-        scale = None
-        if self.qk_scale is not None:  # unit queries and keys, the scale learned per head
-            q, k, scale = F.normalize(q, dim=-1) * self.qk_scale.exp().to(q.dtype), F.normalize(k, dim=-1), 1.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, heads, N, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, d)
         out = self.out(out.transpose(1, 2).reshape(b, -1, c))  # (B, N, C)
         return x + out.transpose(1, 2).reshape(b, c, *spatial)
 
