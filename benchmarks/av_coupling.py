@@ -3,7 +3,7 @@
 A fresh small :class:`~mmdiff.nn.JointUNet` sees SoundingShapes clips with the video clean and the log-mels noisy at
 ``sigma`` (log-uniform in ``[sigma_lo, sigma_hi]``), and is trained on the audio error only, so the only way to do
 better than the audio's marginal is to read the knock times off the picture. After ``--steps`` steps it reports, on 32
-held-out clips, the audio error with each clip's own video and with the next clip's video
+held-out clips, the audio error with each clip's own video and with the previous clip's video
 (:func:`mmdiff.modalities.av.dependence`'s ratio: 1 = the video is not used). This isolates what the full recipe
 has to learn among everything else, at a fraction of its cost.
 
@@ -93,7 +93,7 @@ def main() -> None:
         results.write_text(
             "# Coupling probe: does the audio learn the knock times from the video?\n\n"
             "`python benchmarks/av_coupling.py` (see its docstring). Each cell: the audio error with each clip's own "
-            "video, with the next clip's video, and their ratio (next / own; 1: the video is not used), on 32 "
+            "video, with the previous clip's video, and their ratio (previous / own; 1: the video is not used), on 32 "
             "held-out clips.\n\n"
             "| coupling levels | time bias + QK norm | training sigma | steps | sigma 1 | sigma 3 | sigma 10 | "
             "s/step (batch 8) |\n|---|---|---|---|---|---|---|---|\n"

@@ -313,11 +313,10 @@ class CrossModalAttention(nn.Module):
         self, steps: int, other_steps: int, rest: int, other_rest: int, span: float, device, dtype
     ) -> Tensor:
         """The mask as an additive bias, ``(heads, N, N')``: ``-slope_h * gap`` inside the window, ``-inf`` outside."""
-        mask = self.time_mask(steps, other_steps, rest, other_rest, span, device)  # (N, N')
-        gap = self.time_gap(steps, other_steps, span, device).clamp(min=0)  # (T, T')
-        bias = -F.softplus(self.slope)[:, None, None] * gap  # (heads, T, T')
-        bias = bias.repeat_interleave(rest, dim=1).repeat_interleave(other_rest, dim=2)  # (heads, N, N')
-        return bias.masked_fill(~mask, float("-inf")).to(dtype)
+        gap = self.time_gap(steps, other_steps, span, device)  # (T, T')
+        bias = -F.softplus(self.slope)[:, None, None] * gap.clamp(min=0)  # (heads, T, T')
+        bias = bias.masked_fill(~(gap < self.window), float("-inf"))  # the window of time_mask
+        return bias.repeat_interleave(rest, dim=1).repeat_interleave(other_rest, dim=2).to(dtype)  # (heads, N, N')
 
     def forward(self, x: Tensor, other: Tensor, span: float) -> Tensor:
         b, c, steps, *spatial = x.shape

@@ -289,15 +289,15 @@ class AudioVideoAdapter(ModalityAdapter):
         h, w = self.video.resolution
         video = torch.zeros(n, 3, frames, h, w)
         audio = torch.zeros(n, self.audio.channels, round(frames / self.fps * self.sample_rate))
+        readers = {"video": lambda source: self._load_video(source, frames), "audio": self._load_audio}
         decoded: dict[tuple[str, str], Tensor] = {}  # a file given for several samples is decoded once
 
         def load(key: str, source: Any) -> Tensor:
             if not isinstance(source, (str, Path)):
-                return self._load_video(source, frames) if key == "video" else self._load_audio(source)
-            name = (key, str(source))
-            if name not in decoded:
-                decoded[name] = self._load_video(source, frames) if key == "video" else self._load_audio(source)
-            return decoded[name]
+                return readers[key](source)
+            if (key, str(source)) not in decoded:
+                decoded[key, str(source)] = readers[key](source)
+            return decoded[key, str(source)]
 
         for i in range(n):
             if "video" in per_sample:

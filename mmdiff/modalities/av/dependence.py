@@ -24,6 +24,14 @@ from torch.utils.data import default_collate
 #: little (3, 10), so the other track is the main source.
 SIGMAS = (1.0, 3.0, 10.0)
 
+#: ``(track predicted, track swapped, swapped track given clean)`` -> the ratio's name.
+RATIOS = {
+    ("audio", "video", False): "audio_needs_video",
+    ("video", "audio", False): "video_needs_audio",
+    ("audio", "video", True): "audio_needs_given_video",
+    ("video", "audio", True): "video_needs_given_audio",
+}
+
 
 def cross_modal_dependence(
     pipe: Any, items: Sequence[dict[str, Any]], sigmas: Sequence[float] = SIGMAS, seed: int = 0
@@ -35,7 +43,7 @@ def cross_modal_dependence(
     * ``audio_needs_given_video``: audio error with another clip's video given clean (video-to-audio) / its own;
     * ``video_needs_given_audio``: the same for the video, the audio given (audio-to-video).
 
-    Each clip is paired with the next one's track (the last with the first). Noise is fixed by ``seed``.
+    Each clip is paired with the previous one's track (the first with the last). Noise is fixed by ``seed``.
     """
     if len(items) < 2:
         raise ValueError(f"cross_modal_dependence: needs at least 2 clips to swap tracks between, got {len(items)}")
@@ -49,29 +57,22 @@ def cross_modal_dependence(
     shift = torch.roll(torch.arange(len(items)), 1)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     noises = [torch.randn(x0.shape, generator=generator).to(device) for _ in sigmas]
-    errors: dict[tuple[str, str, bool, bool], float] = {}
+    ratios = {}
     with torch.no_grad():
-        for other in ("video", "audio"):
-            target = "audio" if other == "video" else "video"
-            for given in (False, True):
-                mask = layout.mask({other: 1.0}) if given else torch.zeros(1, x0.shape[1])
-                for swapped in (False, True):
-                    parts = dict(own, **{other: own[other][shift]}) if swapped else own
-                    x = layout.pack(parts)
-                    known = adapter.known_conditions(x, mask.to(device))
-                    total = 0.0
-                    for sigma, noise in zip(sigmas, noises):
-                        s = torch.full((len(items),), float(sigma), device=device)
-                        pred = layout.unpack(denoiser(x + sigma * noise, s, **cond, **known))[target]
-                        total += float(((pred - own[target]) ** 2).mean())
-                    errors[(target, other, given, swapped)] = total / len(sigmas)
-    names = {
-        ("audio", "video", False): "audio_needs_video",
-        ("video", "audio", False): "video_needs_audio",
-        ("audio", "video", True): "audio_needs_given_video",
-        ("video", "audio", True): "video_needs_given_audio",
-    }
-    return {name: _ratio(errors[(*key, True)], errors[(*key, False)]) for key, name in names.items()}
+        for (target, other, given), name in RATIOS.items():
+            mask = (layout.mask({other: 1.0}) if given else torch.zeros(1, x0.shape[1])).to(device)
+            errors = []
+            for parts in (own, dict(own, **{other: own[other][shift]})):  # its own track, then the previous clip's
+                x = layout.pack(parts)
+                known = adapter.known_conditions(x, mask)
+                total = 0.0
+                for sigma, noise in zip(sigmas, noises):
+                    s = torch.full((len(items),), float(sigma), device=device)
+                    pred = layout.unpack(denoiser(x + sigma * noise, s, **cond, **known))[target]
+                    total += float(((pred - own[target]) ** 2).mean())
+                errors.append(total / len(sigmas))
+            ratios[name] = _ratio(errors[1], errors[0])
+    return ratios
 
 
 def _ratio(swapped: float, own: float) -> float:
