@@ -28,7 +28,7 @@ from .core import SPACINGS, classifier_free_guidance, resolve_sampler, sample, s
 from .modality import ModalityAdapter
 
 #: Options that only some samplers take; passed to the sampler when set, refused when it does not take them.
-SAMPLER_OPTIONS = ("eta", "s_churn", "s_noise")
+SAMPLER_OPTIONS = ("eta", "s_churn", "s_noise", "order", "variant")
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class GenerateOptions:
     Args:
         num_samples: how many items (``n`` in ``pipe.generate(n)`` and ``mmdiff sample n=``).
         seed: base seed (sample ``i`` uses ``seed + i``) or one seed per sample.
-        sampler: a name from :data:`mmdiff.core.SAMPLERS` or ``"diffusers:<SchedulerClass>"``.
+        sampler: a name from :data:`mmdiff.core.SAMPLERS` or ``"diffusers:<SchedulerClass>"``; default ``unipc``
+            (measured best at 10-20 steps, docs/core.md).
         steps: sampler steps.
-        sampler: default ``unipc`` (measured best at 10-20 steps, docs/core.md).
         spacing: how the steps are spread over the noise levels: ``exponential`` (uniform in log-sigma, the
             default), ``karras``, or a time spacing of the schedule (``trailing``, ...).
         sigma_min: smallest nonzero noise level (default: ``0.01 sigma_data``, inside the schedule's range).
@@ -57,6 +57,8 @@ class GenerateOptions:
         eta: noise of the stochastic samplers (``dpmpp_2m_sde``, ``euler_ancestral``, ``ddim`` ...).
         s_churn: EDM's stochastic churn (``euler``, ``heun``).
         s_noise: scale of the injected noise (the stochastic samplers).
+        order: the predictor's order of ``unipc`` (1-3; default 2, with its corrector one more).
+        variant: ``unipc``'s ``bh2`` (default) or ``bh1``.
         length: media length in the adapter's unit (seconds of audio, video frames); default: the adapter's.
         init: media to edit (a file, a decoded item, or a batch in the model's space).
         strength: SDEdit strength in (0, 1] with ``init`` (1 regenerates fully).
@@ -65,6 +67,10 @@ class GenerateOptions:
             the call sets no ``spacing``, ``sigma_min``, ``sigma_max`` or ``sigmas`` of its own; ``False``: never.
         sigmas: an explicit list of ``steps + 1`` decreasing noise levels ending at 0 (overrides ``spacing``,
             ``sigma_min``, ``sigma_max`` and a tuned schedule).
+        first: for a call that generates every part (no given part, ``init`` or ``keep``): generate all, then
+            generate the rest again given this part of the first pass (one of the adapter's given parts: ``video``
+            for a joint audio-video model makes the sound for the finished picture, as video-to-audio does). Twice
+            the network calls; ``None``: one joint pass.
     """
 
     num_samples: int = 4
@@ -82,12 +88,15 @@ class GenerateOptions:
     eta: float | None = None
     s_churn: float | None = None
     s_noise: float | None = None
+    order: int | None = None
+    variant: str | None = None
     length: float | None = None
     init: Any = None
     strength: float = 1.0
     keep: Sequence[float] | None = None
     tuned: bool = True
     sigmas: Sequence[float] | None = None
+    first: str | None = None
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -150,6 +159,10 @@ class GenerateOptions:
             value = getattr(self, key)
             if value is not None and not (_number(value) and value >= 0):
                 raise ValueError(f"{key}: expected a number >= 0, got {value!r}")
+        if self.order is not None and not (isinstance(self.order, int) and 1 <= self.order <= 3):
+            raise ValueError(f"order: expected 1, 2 or 3, got {self.order!r}")
+        if self.variant is not None and self.variant not in ("bh1", "bh2"):
+            raise ValueError(f"variant: expected bh1 or bh2, got {self.variant!r}")
         if self.sigma_min is not None and self.sigma_max is not None and self.sigma_min >= self.sigma_max:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
         _pair(self.guidance_interval, "guidance_interval", "(sigma_lo, sigma_hi)")
@@ -162,6 +175,10 @@ class GenerateOptions:
             raise ValueError(f"tuned: expected true or false, got {self.tuned!r}")
         if self.sigmas is not None:
             _sigma_list(self.sigmas, self.steps)
+        if self.first is not None and not (isinstance(self.first, str) and self.first):
+            raise ValueError(
+                f"first: expected the name of a part to generate first (video, audio) or null, got {self.first!r}"
+            )
         if (self.strength != 1 or self.keep is not None) and self.init is None:
             raise ValueError("init: strength < 1 and keep=(start, end) edit an input: give init=FILE")
         self.sampler_options()
@@ -267,30 +284,42 @@ def generate(
     cond = conditioner.request(n, device, **request)
     if options.keep is not None:
         mask = adapter.range_mask(shape, *options.keep).to(device)
-    if mask is not None:
-        cond.update(adapter.known_conditions(init, mask))
-        denoiser = known_guidance(denoiser, adapter, init, mask, options.known_guidance_scale)
-    x = sample(
-        denoiser,
-        shape,
-        sampler=options.sampler,
-        steps=options.steps,
-        seed=seeds,
-        sigmas=options.sigmas,
-        schedule=schedule,
-        spacing=options.spacing,
-        sigma_min=options.sigma_min,
-        sigma_max=options.sigma_max,
-        sigma_data=options.sigma_data,
-        cond=cond,
-        **guidance_arguments(conditioner, options, device, request),
-        init=init,
-        strength=options.strength,
-        mask=mask,
-        device=device,
-        progress=progress,
-        **options.sampler_options(),
-    )
+    first = options.first if mask is None and init is None else None  # the order of a fully generated call
+    if first is not None and first not in adapter.given_keys:
+        parts = ", ".join(adapter.given_keys) or "none"
+        raise ValueError(f"first: {type(adapter).__name__} has no part {first!r} (its parts: {parts})")
+
+    def run(init: Tensor | None, mask: Tensor | None) -> Tensor:
+        """One sampling pass: ``mask`` 1 on the parts of ``init`` that are kept and given to the network."""
+        known, guided = {}, denoiser
+        if mask is not None:
+            known = adapter.known_conditions(init, mask)
+            guided = known_guidance(denoiser, adapter, init, mask, options.known_guidance_scale)
+        return sample(
+            guided,
+            shape,
+            sampler=options.sampler,
+            steps=options.steps,
+            seed=seeds,
+            sigmas=options.sigmas,
+            schedule=schedule,
+            spacing=options.spacing,
+            sigma_min=options.sigma_min,
+            sigma_max=options.sigma_max,
+            sigma_data=options.sigma_data,
+            cond={**cond, **known},
+            **guidance_arguments(conditioner, options, device, request),
+            init=init,
+            strength=options.strength,
+            mask=mask,
+            device=device,
+            progress=progress,
+            **options.sampler_options(),
+        )
+
+    x = run(init, mask)
+    if first is not None:  # the rest again, given the first pass's part
+        x = run(x, adapter.given_mask(shape, [first]).to(x))
     described = conditioner.describe(cond) or [""] * n
     captions = [f"{what}\nseed {seed}" if what else f"seed {seed}" for what, seed in zip(described, seeds)]
     return Samples(decode_seeded(adapter, x, seeds), seeds, captions, options.sigmas)

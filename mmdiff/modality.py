@@ -78,6 +78,11 @@ class ModalityAdapter(ABC):
         (:meth:`known_conditions`), so a joint model generates the rest in agreement (video-to-audio)."""
         raise ValueError(f"{type(self).__name__} takes no given parts")
 
+    def given_mask(self, shape: tuple[int, ...], keys: list[str]) -> Tensor:
+        """The mask (1 on the named parts of :attr:`given_keys`) of samples of ``shape`` ``(B, ...)``, as
+        :meth:`load_given` returns it: generation's ``first=`` gives a generated part back as known."""
+        raise ValueError(f"{type(self).__name__} has no named parts")
+
     def known_conditions(self, known: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Network inputs telling the model which parts of ``known (B, ...)`` are given (``mask`` 1 there); a model
         trained with such inputs (video's known frames) then generates the rest in agreement. Default: none."""

@@ -66,6 +66,21 @@ def test_training_draws_each_known_part_by_seed():
     assert torch.equal(video[leading].repeat_interleave(4, dim=1), audio[leading])  # both tracks, same time span
 
 
+def test_samples_given_a_whole_track_train_at_shifted_noise():
+    """``given_noise_shift``: the loss's ``noise_shift`` is the shift exactly on samples given a whole track."""
+    assert "noise_shift" not in _adapter().encode(_batch(2))[1]  # 1: the loss draws as for any adapter
+    adapter = _adapter(known_video=0.3, known_audio=0.3, known_start=0.3, given_noise_shift=8.0)
+    batch = {key: value.expand(200, *value.shape[1:]) for key, value in _batch(1).items()}
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(200)]  # noqa: E731
+    x0, cond = adapter.encode(batch, gens())
+    parts = adapter.packing(FRAMES).unpack(adapter.known_mask(x0, gens()))  # the same draws as inside encode
+    whole = parts["video"].flatten(1).all(1) | parts["audio"].flatten(1).all(1)
+    assert 0.4 < whole.float().mean() < 0.8
+    assert torch.equal(cond["noise_shift"], torch.where(whole, 8.0, 1.0))
+    with pytest.raises(ValueError, match="given_noise_shift"):
+        _adapter(given_noise_shift=0.0)
+
+
 def test_keep_masks_the_same_seconds_of_both_tracks():
     adapter = _adapter()
     layout = adapter.packing(FRAMES)
@@ -116,6 +131,36 @@ def test_a_given_track_is_kept_and_the_other_generated(given):
             options.replace(init=batch["video"][0]),
             request={given: track},
         )
+
+
+def test_first_video_makes_the_sound_for_the_finished_picture(monkeypatch):
+    """``first=video``: the joint pass, then the sound generated again with that pass's picture given and kept (as
+    video-to-audio); a call that gives a part already is one pass, and a part the adapter lacks is an error."""
+    import mmdiff.generation
+
+    passes, sample = [], mmdiff.generation.sample
+
+    def spy(*args, **kwargs):
+        passes.append((kwargs.get("init"), kwargs.get("mask"), sample(*args, **kwargs)))
+        return passes[-1][2]
+
+    monkeypatch.setattr(mmdiff.generation, "sample", spy)
+    adapter, labels = _adapter(), ClassLabels(num_classes=2)
+    denoiser = DiffusionModel(vp_cosine(), "v").denoiser(_net())
+    options = GenerateOptions(num_samples=2, steps=3, seed=[5, 9])
+    generate(adapter, labels, denoiser, options.replace(first="video"), request={"label": 1})
+    (no_init, no_mask, joint), (init, mask, final) = passes
+    assert no_init is None and no_mask is None and init is joint
+    layout = adapter.packing(FRAMES)
+    assert torch.equal(mask, layout.mask({"video": 1.0}))
+    torch.testing.assert_close(layout.unpack(final)["video"], layout.unpack(joint)["video"])  # the picture, kept
+    assert not torch.allclose(layout.unpack(final)["audio"], layout.unpack(joint)["audio"])  # its sound, anew
+    passes.clear()
+    video = _batch(1)["video"][0]
+    generate(adapter, labels, denoiser, options.replace(first="video"), request={"label": 1, "video": video})
+    assert len(passes) == 1  # a call that gives a part: one pass
+    with pytest.raises(ValueError, match="has no part 'picture'"):
+        generate(adapter, labels, denoiser, options.replace(first="picture"), request={"label": 1})
 
 
 def test_train_sample_video_to_audio_audio_to_video_and_continue_from_the_cli(tmp_path):

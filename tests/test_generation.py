@@ -47,6 +47,11 @@ def test_every_sampler_option_is_reachable_and_unknown_keys_are_named(doc_runs):
     calm = pipe.generate(2, sampler="dpmpp_2m_sde", eta=0.0, steps=3, progress=False)
     assert len(sde) == 2 and not np.allclose(sde[0], calm[0])  # eta reached the sampler
     pipe.generate(2, sampler="heun", s_churn=1.0, s_noise=1.0, steps=2, progress=False)
+    unipc = pipe.generate(2, sampler="unipc", steps=4, progress=False)
+    first_order = pipe.generate(2, sampler="unipc", order=1, variant="bh1", steps=4, progress=False)
+    assert not np.allclose(unipc[0], first_order[0])  # order and variant reached the sampler
+    with pytest.raises(ValueError, match=r"order: sampler 'euler' does not take it"):
+        pipe.generate(2, sampler="euler", order=2)
     narrow = pipe.generate(2, sigma_min=0.5, sigma_max=1.0, spacing="karras", guidance_interval=(0.1, 1.0), steps=2)
     assert len(narrow) == 2
     with pytest.raises(ValueError, match=r"unknown option 'etta'; valid options: .*\beta\b.*\blabel\b"):
@@ -67,6 +72,9 @@ def test_every_sampler_option_is_reachable_and_unknown_keys_are_named(doc_runs):
         ({"strength": 0.5}, "init: strength < 1 and keep"),
         ({"seed": [1, 2]}, "seed: expected one integer or 4"),
         ({"keep": (3, 1), "init": "x.wav"}, r"keep: expected 0 <= start < end"),
+        ({"order": 4}, "order: expected 1, 2 or 3, got 4"),
+        ({"variant": "bh3"}, "variant: expected bh1 or bh2, got 'bh3'"),
+        ({"first": ""}, "first: expected the name of a part"),
     ],
 )
 def test_options_are_checked_before_any_work(options, message):

@@ -56,6 +56,24 @@ def test_weightings_equal_their_x0_space_definition(weighting, kind):
     torch.testing.assert_close(loss, expected.float(), rtol=1e-3, atol=1e-12)
 
 
+def test_noise_shift_multiplies_each_samples_drawn_sigma():
+    """``noise_shift (B,)`` scales the sigma drawn for each sample (clamped to the schedule), nothing else changes."""
+    schedule = vp_linear()
+    seen = []
+
+    def net(x_t, t):
+        seen.append(schedule.sigma_from_net_time(t.double()).float())
+        return torch.zeros_like(x_t)
+
+    loss_fn, x0 = DiffusionLoss(DiffusionModel(schedule, "v")), torch.randn(4, 3)
+    loss_fn(net, x0, generator=torch.Generator().manual_seed(2))
+    shift = torch.tensor([1.0, 4.0, 1.0, 1e9])
+    loss_fn(net, x0, generator=torch.Generator().manual_seed(2), noise_shift=shift)
+    plain, shifted = seen
+    torch.testing.assert_close(shifted[:3], plain[:3] * shift[:3], rtol=1e-3, atol=0)
+    assert shifted[3] == pytest.approx(schedule.sigma_max, rel=1e-3)  # clamped to the schedule's range
+
+
 def test_min_snr_weights():
     sigma = torch.tensor([0.1, 1.0, 10.0])
     torch.testing.assert_close(x0_weight("min_snr", sigma, 5.0), torch.tensor([5.0, 1.0, 0.01]))

@@ -15,6 +15,8 @@ with :func:`~mmdiff.core.parameterization.x0_error_scale_sq`:
 * ``soft_min_snr``: ``SNR * gamma / (SNR + gamma)``, the smooth version from Crowson et al. 2024 (Hourglass
   Diffusion Transformers, where ``gamma = sigma_data^2``).
 
+A per-sample ``noise_shift`` (from the adapter) multiplies the drawn ``sigma``: SD3's timestep shift, per sample.
+
 Offset noise (Guttenberg 2023) adds a per-sample, per-channel constant to the noise, for any rank.
 """
 
@@ -130,14 +132,22 @@ class DiffusionLoss:
         k2 = x0_error_scale_sq(self.parameterization, alpha, s)
         return x0_weight(self.weighting, sigma, self.snr_gamma) / k2
 
-    def __call__(self, net: nn.Module, x0: Tensor, generator: Generators = None, **cond: Any) -> Tensor:
+    def __call__(
+        self, net: nn.Module, x0: Tensor, generator: Generators = None, noise_shift: Tensor | None = None, **cond: Any
+    ) -> Tensor:
         """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank.
 
         ``generator`` may be a list of per-sample generators: then each sample's noise level and noise depend on its
         own generator only, so a batch split across processes trains exactly like the whole batch in one.
+        ``noise_shift (B,)``, when an adapter gives it, multiplies each sample's drawn ``sigma`` (clamped to the
+        schedule's range): SD3's timestep shift (Esser et al. 2024; for rectified flow ``t -> s t / (1 + (s - 1) t)``
+        is exactly ``sigma -> s sigma`` in this VE frame) chosen per sample, so samples of one task can train at
+        higher noise than the rest (see :class:`~mmdiff.modalities.av.adapter.AudioVideoAdapter`).
         """
         x0 = x0.float()
         sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
+        if noise_shift is not None:
+            sigma = (sigma * noise_shift.to(sigma)).clamp(self.schedule.sigma_min, self.schedule.sigma_max)
         noise = offset_noise(x0, self.offset_noise, generator)
         x = x0 + append_dims(sigma, x0.ndim) * noise  # the VE frame, as the samplers see it
         pred, _, alpha, s = self.model.predict(net, x, sigma, **cond)  # alpha, s: (B, 1, ..., 1)

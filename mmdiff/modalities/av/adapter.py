@@ -44,6 +44,10 @@ class AudioVideoAdapter(ModalityAdapter):
         known_audio: share given their audio (audio-to-video).
         known_start: share given the first ``1..max_known`` frames of both tracks (continuation).
         max_known: at most this many leading frames are given for continuation.
+        given_noise_shift: samples given a whole track (video-to-audio, audio-to-video) draw their noise level this
+            many times higher (``sigma -> s sigma``, SD3's shift per sample; the loss's ``noise_shift``). The given
+            track tells the other most where that one is noisiest: at low noise the audio shows its own onsets, so
+            only high-noise samples teach the coupling to read them off the picture. 1: no shift.
         audio_codec: the audio stream of written mp4 files: ``aac`` or ``opus``.
         wav: also write each soundtrack as a wav file beside the mp4.
     """
@@ -58,6 +62,7 @@ class AudioVideoAdapter(ModalityAdapter):
         known_audio: float = 0.15,
         known_start: float = 0.1,
         max_known: int = 4,
+        given_noise_shift: float = 1.0,
         audio_codec: str = "aac",
         wav: bool = True,
     ):
@@ -69,6 +74,8 @@ class AudioVideoAdapter(ModalityAdapter):
                 f"adapter.known_video + known_audio + known_start must be <= 1, got "
                 f"{known_video} + {known_audio} + {known_start}"
             )
+        if not given_noise_shift > 0:
+            raise ValueError(f"adapter.given_noise_shift must be > 0 (1: no shift), got {given_noise_shift}")
         if audio_codec not in ("aac", "opus"):
             raise ValueError(f"adapter.audio_codec: expected aac or opus, got {audio_codec!r}")
         ratio = audio.sample_rate / (video.fps * audio.hop_length)
@@ -82,6 +89,7 @@ class AudioVideoAdapter(ModalityAdapter):
         self.audio_frames_per_frame = round(ratio)
         self.known_video, self.known_audio, self.known_start = known_video, known_audio, known_start
         self.max_known, self.audio_codec, self.wav = int(max_known), audio_codec, bool(wav)
+        self.given_noise_shift = float(given_noise_shift)
 
     # ---- geometry ----------------------------------------------------------------------------------------------
     @property
@@ -176,8 +184,14 @@ class AudioVideoAdapter(ModalityAdapter):
             raise ValueError(f"video batch must be (B, 3, frames, {h}, {w}) in [0, 1], got {tuple(video.shape)}")
         if audio.ndim != 3 or audio.shape[1] != self.audio.channels:
             raise ValueError(f"audio batch must be (B, {self.audio.channels}, samples), got {tuple(audio.shape)}")
-        x0 = self.packing(video.shape[2]).pack(self._tracks(video, audio))  # (B, N)
-        return x0, {"concat": self.known_concat(x0, self.known_mask(x0, generator))}
+        layout = self.packing(video.shape[2])
+        x0 = layout.pack(self._tracks(video, audio))  # (B, N)
+        mask = self.known_mask(x0, generator)  # (B, N)
+        known = {"concat": self.known_concat(x0, mask)}
+        if self.given_noise_shift != 1.0:  # the loss's per-sample noise_shift for samples given a whole track
+            given = torch.stack([part.flatten(1).amin(1) > 0 for part in layout.unpack(mask).values()]).any(0)  # (B,)
+            known["noise_shift"] = torch.where(given, self.given_noise_shift, 1.0)
+        return x0, known
 
     def decode(self, x: Tensor) -> list[dict[str, Tensor]]:
         """Packed clips -> ``{"video": (3, F, H, W) in [0, 1], "audio": (C, S)}`` each, ``S = F / fps * rate``."""
@@ -306,6 +320,13 @@ class AudioVideoAdapter(ModalityAdapter):
                 audio[i] = self._fit_audio(load("audio", per_sample["audio"][i]), frames)
         known = self.packing(frames).pack(self._tracks(video, audio))
         return known, self.packing(frames).mask({key: 1.0 for key in per_sample})
+
+    def given_mask(self, shape: tuple[int, ...], keys: list[str]) -> Tensor:
+        """``(1, N)``: 1 on the tracks named in ``keys`` (``video``, ``audio``) of clips of ``shape`` ``(B, N)``."""
+        unknown = sorted(set(keys) - set(GIVEN_KEYS))
+        if unknown:
+            raise ValueError(f"parts: expected video and/or audio, got {unknown}")
+        return self.packing(self.frames_of(shape[-1])).mask({key: 1.0 for key in keys})
 
     @staticmethod
     def _per_sample(key: str, value: Any, n: int) -> list[Any]:
