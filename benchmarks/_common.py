@@ -7,8 +7,9 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +35,18 @@ SDPA_CPU_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
 }
+
+
+# ---- a recipe's config ---------------------------------------------------------------------------------------------
+def compose_recipe(name: str, overrides: Sequence[str] = ()) -> Any:
+    """The recipe's resolved config, composed exactly as ``mmdiff train recipe=NAME OVERRIDES`` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    from mmdiff.configs import config_dirs, recipe_dirs, register_recipes
+
+    register_recipes(recipe_dirs())
+    with initialize_config_dir(config_dir=str(config_dirs()[0]), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"recipe={name}", *overrides])
 
 
 # ---- a benchmark's start ------------------------------------------------------------------------------------------

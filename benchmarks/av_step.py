@@ -24,21 +24,11 @@ import time
 from typing import Any
 
 import torch
-from _common import begin, bench_parser
-from hydra import compose, initialize_config_dir
+from _common import begin, bench_parser, compose_recipe
 from hydra.utils import instantiate
 from torch.utils.data import default_collate
 
 from mmdiff.components import build_model, build_network, resolve_classes
-from mmdiff.configs import config_dirs, recipe_dirs, register_recipes
-
-
-def compose_recipe(name: str, overrides: list[str]) -> Any:
-    """The recipe's config, composed as ``mmdiff train recipe=NAME OVERRIDES`` composes it."""
-    register_recipes(recipe_dirs())
-    conf_dir, _ = config_dirs()
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"recipe={name}", *overrides])
 
 
 def step_fn(net: torch.nn.Module, objective: Any, x0: torch.Tensor, cond: dict[str, Any]):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import begin, bench_parser
+from _common import begin, bench_parser, compose_recipe
 
 AUDIO = {"sample_rate": 16000, "duration": 2.0}  # audio_music_cpu's data
 VIDEO = {"num_frames": 16, "fps": 8.0}  # video_shapes_cpu's data; resolution read from the recipe below
@@ -40,14 +40,9 @@ RATE = re.compile(r"([\d.]+) samples/s")
 
 
 def _recipe_data(recipe: str) -> dict:
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from mmdiff.configs import config_dirs, recipe_dirs, register_recipes
-
-    register_recipes(recipe_dirs())
-    with initialize_config_dir(str(config_dirs()[0]), version_base="1.3"):
-        cfg = compose("config", overrides=[f"recipe={recipe}"])
+    cfg = compose_recipe(recipe)
     return {**OmegaConf.to_container(cfg.data, resolve=True), "batch_size": cfg.trainer.batch_size}
 
 

@@ -48,8 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from _common import SDPA_CPU_FLOPS, begin, bench_parser, timed, write_report
-from hydra import compose, initialize_config_dir
+from _common import SDPA_CPU_FLOPS, begin, bench_parser, compose_recipe, timed, write_report
 from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import default_collate
@@ -59,7 +58,6 @@ from mmdiff.components import build_model, build_network, generate_defaults, res
 from mmdiff.conditioners import training_conditions
 from mmdiff.conditioners.base import guidance_null
 from mmdiff.conditioners.network import ConditionedNetwork
-from mmdiff.configs import config_dirs, recipe_dirs, register_recipes
 from mmdiff.core import sample
 from mmdiff.train.stream import StreamBatchSampler, noise_generators
 
@@ -93,14 +91,6 @@ class Result:
     encoder_params: int
     config: str
     results: dict[str, float] = field(default_factory=dict)
-
-
-def compose_recipe(name: str) -> Any:
-    """The recipe's resolved config, composed exactly as ``mmdiff train recipe=NAME`` composes it."""
-    register_recipes(recipe_dirs())
-    conf_dir, _ = config_dirs()
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"recipe={name}"])
 
 
 def first_batch(dataset: Any, batch_size: int, seed: int) -> tuple[dict[str, Any], list[int]]:

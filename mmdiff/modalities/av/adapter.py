@@ -319,7 +319,7 @@ class AudioVideoAdapter(ModalityAdapter):
             if "audio" in per_sample:
                 audio[i] = self._fit_audio(load("audio", per_sample["audio"][i]), frames)
         known = self.packing(frames).pack(self._tracks(video, audio))
-        return known, self.packing(frames).mask({key: 1.0 for key in per_sample})
+        return known, self.given_mask(known.shape, list(per_sample))
 
     def given_mask(self, shape: tuple[int, ...], keys: list[str]) -> Tensor:
         """``(1, N)``: 1 on the tracks named in ``keys`` (``video``, ``audio``) of clips of ``shape`` ``(B, N)``."""
