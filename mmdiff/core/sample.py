@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -15,9 +16,17 @@ from .guidance import classifier_free_guidance
 from .noise import NoiseSource, Seed
 from .samplers import SAMPLERS
 from .schedules import Schedule, VPSchedule
-from .spacing import sigmas_for
+from .spacing import data_scale, sigmas_for
 
 SamplerLike = str | Callable[..., Tensor]
+
+
+def _parameters(fn: Callable) -> frozenset[str]:
+    """The keyword names ``fn`` takes (none for callables without a signature)."""
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
 
 
 def resolve_sampler(sampler: SamplerLike, schedule: Schedule | None = None) -> Callable[..., Tensor]:
@@ -150,6 +159,8 @@ def sample(
         if callback is not None:
             callback(info)
 
+    if "sigma_data" in _parameters(run):  # a sampler that works in the data's own frame (trig_pc)
+        sampler_options = {"sigma_data": data_scale(schedule, sigma_data), **sampler_options}
     try:
         with torch.no_grad():
             return run(model, x, sigma_list, noise=noise, callback=on_step, **sampler_options)

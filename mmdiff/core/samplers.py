@@ -350,6 +350,74 @@ def unipc(
     return x
 
 
+def _adams_weights(nodes: list[float], a: float, b: float) -> list[float]:
+    """Weights ``w_j`` with ``sum_j w_j f(nodes_j) = int_a^b p(t) dt``, ``p`` the polynomial through the nodes
+    (variable-step Adams-Bashforth when ``[a, b]`` lies beyond the nodes, Adams-Moulton when ``b`` is one)."""
+    weights = []
+    for j, t_j in enumerate(nodes):
+        basis = np.polynomial.Polynomial([1.0])
+        for k, t_k in enumerate(nodes):
+            if k != j:
+                basis = basis * np.polynomial.Polynomial([-t_k, 1.0]) / (t_j - t_k)
+        antiderivative = basis.integ()
+        weights.append(float(antiderivative(b) - antiderivative(a)))
+    return weights
+
+
+def trig_pc(
+    denoiser, x, sigmas, *, noise=None, callback=None, sigma_data=0.5, order=3, corrector=True, lower_order_final=True
+):
+    """Adams predictor-corrector in the angle frame of TrigFlow (Lu & Song 2024, "Simplifying, Stabilizing and
+    Scaling Continuous-Time Consistency Models"), where a Gaussian of standard deviation ``sigma_data`` costs nothing.
+
+    With ``phi = atan(sigma / sigma_data)`` and ``u = x / sqrt(sigma^2 + sigma_data^2)``, the probability-flow ODE
+    is exactly ``du/dphi = -F``, ``F = (c^2 D - sigma_data^2 x) / (sigma sigma_data c)`` with ``c^2 = sigma^2 +
+    sigma_data^2`` (EDM's preconditioned network output, Karras et al. 2022). For zero-mean Gaussian data of that
+    scale ``F = 0``, and for a Gaussian with mean ``m`` it is ``m sin(phi) / sigma_data``: the nearly linear high-noise
+    part that exponential integrators in ``log sigma`` spend steps on is a smooth function here, so long steps at high
+    noise are cheap (see :func:`sigmas_for`'s ``jump``). The predictor extrapolates ``F`` with the polynomial through
+    the last ``order`` values (variable-step Adams-Bashforth); the corrector re-takes the step with the polynomial that
+    also passes through ``F`` at the step's end (Adams-Moulton), the call the next step makes anyway, as UniC does
+    (Zhao et al. 2023): one denoiser call per step, order ``order + 1``. Warm-up and lower-order final steps as the
+    other multistep samplers; the step to ``sigma = 0`` returns the denoised estimate. ``sigma_data``: the data's
+    standard deviation (:func:`mmdiff.core.sample` passes its own).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"trig_pc: order must be 1, 2 or 3, got {order!r}")
+    if not (isinstance(sigma_data, (int, float)) and sigma_data > 0):
+        raise ValueError(f"trig_pc: sigma_data must be the data's standard deviation (> 0), got {sigma_data!r}")
+    sig = sigmas.tolist()
+    steps, sd = len(sig) - 1, float(sigma_data)
+    phis = [math.atan(s / sd) for s in sig]
+    u = x.float() / math.hypot(sig[0], sd)  # (B, ...), unit scale at every sigma for data of scale sigma_data
+    history: list[tuple[float, Tensor]] = []  # (phi, F), newest last, at most `order`
+    previous = None  # (u at the previous step's start, the history length its predictor used)
+    for i in range(steps):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        c = math.hypot(sigma, sd)
+        x = u * c
+        denoised = _denoise(denoiser, x, sigma)
+        f = (denoised * (c * c) - x * (sd * sd)) / (sigma * sd * c)
+        if corrector and previous is not None:
+            u_before, used = previous
+            points = [*history[-used:], (phis[i], f)]
+            weights = _adams_weights([phi for phi, _ in points], phis[i - 1], phis[i])
+            u = u_before - sum(w * f_k for w, (_, f_k) in zip(weights, points))
+            x = u * c
+        history = [*history, (phis[i], f)][-order:]
+        if sigma_next == 0:
+            x = denoised
+        else:
+            steps_left = steps - i if lower_order_final else steps
+            used = min(order, len(history), steps_left)
+            weights = _adams_weights([phi for phi, _ in history[-used:]], phis[i], phis[i + 1])
+            previous = (u, used)
+            u = u - sum(w * f_k for w, (_, f_k) in zip(weights, history[-used:]))
+            x = u * math.hypot(sigma_next, sd)
+        _report(callback, i, sigma, sigma_next, x, denoised)
+    return x
+
+
 #: Samplers by name, for :func:`mmdiff.core.sample` and configs.
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
@@ -362,6 +430,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_3m": dpmpp_3m,
     "dpmpp_3m_sde": dpmpp_3m_sde,
     "unipc": unipc,
+    "trig_pc": trig_pc,
 }
 
 #: The samplers that draw fresh noise at every step by default (``ddim`` and ``euler`` only with ``eta`` / churn).

@@ -27,6 +27,14 @@ SIGMA_MAX_PER_DATA = 20.0
 DEFAULT_SIGMA_DATA = 0.5
 
 
+def data_scale(schedule: Schedule | None = None, sigma_data: float | None = None) -> float:
+    """The data's standard deviation a sampler assumes: ``sigma_data`` when given, else the schedule's (EDM), else
+    :data:`DEFAULT_SIGMA_DATA`."""
+    if sigma_data is None and schedule is not None:
+        sigma_data = getattr(schedule, "sigma_data", None)
+    return float(sigma_data) if sigma_data is not None else DEFAULT_SIGMA_DATA
+
+
 def sigma_range(
     schedule: Schedule | None = None,
     *,
