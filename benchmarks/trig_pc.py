@@ -29,7 +29,7 @@ from _common import begin, bench_parser
 
 from mmdiff.core import SAMPLERS
 from mmdiff.core.gmm import known_answer_mixtures
-from mmdiff.core.spacing import exponential_sigmas
+from mmdiff.core.spacing import exponential_sigmas, jump_sigmas
 from mmdiff.metrics import sliced_wasserstein
 
 N, SEEDS, CONVERGED, NFES = 40_000, range(4), 100, (5, 10, 20)
@@ -45,8 +45,7 @@ def sigmas(steps: int, sd: float, top: float, jump: float | None):
     """``steps + 1`` sigmas: exponential over 0.01 .. ``top`` sigma_data, or ``top`` then exponential from ``jump``."""
     if jump is None:
         return exponential_sigmas(steps, 0.01 * sd, top * sd)
-    rest = exponential_sigmas(steps - 1, 0.01 * sd, jump * sd)
-    return torch.cat([torch.tensor([top * sd], dtype=rest.dtype), rest])
+    return jump_sigmas(steps, 0.01 * sd, jump * sd, top * sd)
 
 
 def distance(mixture, sampler: str, sigma_list, seed: int) -> float:

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import diffusers
@@ -12,6 +13,7 @@ from mmdiff.core import (
     EDMSchedule,
     GaussianMixture,
     NoiseSource,
+    jump_sigmas,
     sample,
     vp_linear,
 )
@@ -355,3 +357,13 @@ def test_sample_gives_trig_pc_the_data_scale():
     assert seen["sigma_data"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="trig_pc: order must be 1, 2 or 3"):
         sample(GaussianMixture.ring().denoise, (2, 2), sampler="trig_pc", steps=3, order=4)
+
+
+def test_jump_sigmas_take_one_step_to_the_jump_then_exponential():
+    sigmas = jump_sigmas(10, 0.01, 2.0, 80.0).tolist()
+    assert len(sigmas) == 11 and sigmas[:2] == [80.0, 2.0] and sigmas[-1] == 0.0
+    ratios = [a / b for a, b in itertools.pairwise(sigmas[1:-1])]
+    assert max(ratios) == pytest.approx(min(ratios))  # uniform in log sigma below the jump
+    assert sigmas[-2] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="jump_sigmas: expected 0 < sigma_min < sigma_jump < sigma_max"):
+        jump_sigmas(10, 0.01, 100.0, 80.0)

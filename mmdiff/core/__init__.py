@@ -34,7 +34,7 @@ from .schedules import (
     vp_scaled_linear,
     vp_sigmoid,
 )
-from .spacing import SPACINGS, karras_sigmas, sigmas_for
+from .spacing import SPACINGS, jump_sigmas, karras_sigmas, sigmas_for
 from .step_tuning import tune_sigmas
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "classifier_free_guidance",
     "convert_prediction",
     "drop_conditions",
+    "jump_sigmas",
     "karras_sigmas",
     "masked_denoiser",
     "prediction_from",

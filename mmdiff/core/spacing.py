@@ -79,6 +79,22 @@ def exponential_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 
     return _with_zero(torch.linspace(np.log(sigma_max), np.log(sigma_min), steps, dtype=torch.float64).exp())
 
 
+def jump_sigmas(steps: int, sigma_min: float, sigma_jump: float, sigma_max: float) -> Tensor:
+    """``steps + 1`` sigmas: ``sigma_max``, then exponential from ``sigma_jump`` down to ``sigma_min``, then 0; float64.
+
+    For :func:`~mmdiff.core.samplers.trig_pc`, whose steps above about 2 ``sigma_data`` are nearly exact: one long
+    first step from far above the data, the rest where the data's modes form (docs/core.md, "Few calls in the data's
+    frame")."""
+    if steps < 2:
+        raise ValueError(f"jump_sigmas: steps must be >= 2 (the jump and at least one more), got {steps}")
+    if not 0 < sigma_min < sigma_jump < sigma_max:
+        raise ValueError(
+            f"jump_sigmas: expected 0 < sigma_min < sigma_jump < sigma_max, got {sigma_min}, {sigma_jump}, {sigma_max}"
+        )
+    rest = exponential_sigmas(steps - 1, sigma_min, sigma_jump)
+    return torch.cat([torch.tensor([float(sigma_max)], dtype=torch.float64), rest])
+
+
 def _discrete_timesteps(num_timesteps: int, steps: int, spacing: str, steps_offset: int) -> np.ndarray:
     """Integer timesteps (decreasing) as diffusers' schedulers choose them for ``timestep_spacing``."""
     T = num_timesteps
