@@ -61,29 +61,12 @@ def main() -> None:
         print(rows[-1], flush=True)
     # trig_pc's first-step list (docs/core.md): against the ODE's solution from the same start (200 exponential
     # steps from 80), not against its own 100-step list, which keeps the one long first step
-    solution = sample(
-        pipe.denoiser,
-        shape,
-        sampler="trig_pc",
-        seed=seeds,
-        schedule=pipe.model.schedule,
-        cond=cond,
-        sigmas=exponential_sigmas(200, 0.01, 80.0),
-        sigma_data=1.0,
-    )
-    jumps = []
-    for steps in (10, 20):
-        jump = sample(
-            pipe.denoiser,
-            shape,
-            sampler="trig_pc",
-            seed=seeds,
-            schedule=pipe.model.schedule,
-            cond=cond,
-            sigmas=jump_sigmas(steps, 0.01, 2.0, 80.0),
-            sigma_data=1.0,
-        )
-        jumps.append(f"{steps} steps {rms(jump, solution):.4f}")
+    trig = {"sampler": "trig_pc", "sigma_data": 1.0}
+    solution = generate(200, {**trig, "sigmas": exponential_sigmas(200, 0.01, 80.0)})
+    jumps = [
+        f"{steps} steps {rms(generate(steps, {**trig, 'sigmas': jump_sigmas(steps, 0.01, 2.0, 80.0)}), solution):.4f}"
+        for steps in (10, 20)
+    ]
     names = list(converged)
     between = [
         f"{a} vs {b}: {rms(converged[a], converged[b]):.4f}" for i, a in enumerate(names) for b in names[i + 1 :]
