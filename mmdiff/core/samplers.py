@@ -375,12 +375,12 @@ def trig_pc(
     sigma_data^2`` (EDM's preconditioned network output, Karras et al. 2022). For zero-mean Gaussian data of that
     scale ``F = 0``, and for a Gaussian with mean ``m`` it is ``m sin(phi) / sigma_data``: the nearly linear high-noise
     part that exponential integrators in ``log sigma`` spend steps on is a smooth function here, so long steps at high
-    noise are cheap (see :func:`sigmas_for`'s ``jump``). The predictor extrapolates ``F`` with the polynomial through
-    the last ``order`` values (variable-step Adams-Bashforth); the corrector re-takes the step with the polynomial that
-    also passes through ``F`` at the step's end (Adams-Moulton), the call the next step makes anyway, as UniC does
-    (Zhao et al. 2023): one denoiser call per step, order ``order + 1``. Warm-up and lower-order final steps as the
-    other multistep samplers; the step to ``sigma = 0`` returns the denoised estimate. ``sigma_data``: the data's
-    standard deviation (:func:`mmdiff.core.sample` passes its own).
+    noise are cheap for such data (:func:`~mmdiff.core.spacing.jump_sigmas`). The predictor extrapolates ``F`` with
+    the polynomial through the last ``order`` values (variable-step Adams-Bashforth); the corrector re-takes the step
+    with the polynomial that also passes through ``F`` at the step's end (Adams-Moulton), the call the next step makes
+    anyway, as UniC does (Zhao et al. 2023): one denoiser call per step, order ``order + 1``. Warm-up and lower-order
+    final steps as the other multistep samplers; the step to ``sigma = 0`` returns the denoised estimate.
+    ``sigma_data``: the data's standard deviation (:func:`mmdiff.core.sample` passes its own).
     """
     if order not in (1, 2, 3):
         raise ValueError(f"trig_pc: order must be 1, 2 or 3, got {order!r}")
@@ -403,7 +403,6 @@ def trig_pc(
             points = [*history[-used:], (phis[i], f)]
             weights = _adams_weights([phi for phi, _ in points], phis[i - 1], phis[i])
             u = u_before - sum(w * f_k for w, (_, f_k) in zip(weights, points))
-            x = u * c
         history = [*history, (phis[i], f)][-order:]
         if sigma_next == 0:
             x = denoised
