@@ -87,3 +87,11 @@ class ModalityAdapter(ABC):
         """Network inputs telling the model which parts of ``known (B, ...)`` are given (``mask`` 1 there); a model
         trained with such inputs (video's known frames) then generates the rest in agreement. Default: none."""
         return {}
+
+    def training_known(self, x0: Tensor, generator: Any = None) -> dict[str, Tensor]:
+        """The known parts of a training batch ``x0 (B, ...)``: the network's inputs (:meth:`known_conditions` of
+        :meth:`known_mask`) and ``known_mask`` itself, which the loss leaves out (generation keeps those parts
+        exactly, so the network's output there is never used); ``{}`` when the adapter gives none. For
+        :meth:`encode`."""
+        mask = self.known_mask(x0, generator)
+        return {} if mask is None else {**self.known_conditions(x0, mask), "known_mask": mask}

@@ -73,7 +73,9 @@ def test_samples_given_a_whole_track_train_at_shifted_noise():
     batch = {key: value.expand(200, *value.shape[1:]) for key, value in _batch(1).items()}
     gens = lambda: [torch.Generator().manual_seed(i) for i in range(200)]  # noqa: E731
     x0, cond = adapter.encode(batch, gens())
-    parts = adapter.packing(FRAMES).unpack(adapter.known_mask(x0, gens()))  # the same draws as inside encode
+    mask = adapter.known_mask(x0, gens())  # the same draws as inside encode
+    assert torch.equal(cond["known_mask"], mask)  # the loss leaves the given parts out
+    parts = adapter.packing(FRAMES).unpack(mask)
     whole = parts["video"].flatten(1).all(1) | parts["audio"].flatten(1).all(1)
     assert 0.4 < whole.float().mean() < 0.8
     assert torch.equal(cond["noise_shift"], torch.where(whole, 8.0, 1.0))

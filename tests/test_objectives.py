@@ -74,6 +74,23 @@ def test_noise_shift_multiplies_each_samples_drawn_sigma():
     assert shifted[3] == pytest.approx(schedule.sigma_max, rel=1e-3)  # clamped to the schedule's range
 
 
+def test_known_parts_are_left_out_of_the_loss():
+    """``known_mask``: the error counts on the unknown elements only, as their mean (a half-known sample's unknown
+    half trains at full weight); a sample with nothing unknown scores 0; no mask is the plain mean."""
+    schedule = vp_linear()
+    x0 = torch.randn(3, 2, 4)
+    error = torch.zeros(3, 2, 4)
+    error[:, :, :2] = 1.0  # the network is wrong on the first two positions only, right elsewhere
+    loss_fn = DiffusionLoss(DiffusionModel(schedule, "x0"))
+    net = lambda x_t, t: x0 + error  # noqa: E731  (x0-prediction: the error is the output's error)
+    known = torch.tensor([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])[:, None]  # (3, 1, 4)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    plain = loss_fn(net, x0, generator=gen())
+    masked = loss_fn(net, x0, generator=gen(), known_mask=known)
+    torch.testing.assert_close(plain, torch.full((3,), 0.5))  # half the elements wrong
+    torch.testing.assert_close(masked, torch.tensor([1.0, 0.0, 0.0]))  # only the wrong half / only the right half
+
+
 def test_min_snr_weights():
     sigma = torch.tensor([0.1, 1.0, 10.0])
     torch.testing.assert_close(x0_weight("min_snr", sigma, 5.0), torch.tensor([5.0, 1.0, 0.01]))

@@ -82,6 +82,7 @@ def test_video_adapter_encode_known_frames_and_shapes():
     known = mask.sum(1)
     assert 0.3 < (known > 0).float().mean() < 0.7 and known.max() <= 3
     assert torch.all(mask[:, 0] >= mask[:, 1])  # known frames are the leading ones
+    assert torch.equal(cond["known_mask"][:, 0, :, 0, 0], mask)  # the loss leaves the known frames out
     torch.testing.assert_close(cond["concat"][:, :3] * (1 - mask[:, None, :, None, None]), torch.zeros_like(x0))
     again = adapter.encode(
         {"video": video, "label": torch.zeros(64, dtype=torch.long)},

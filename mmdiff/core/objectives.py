@@ -16,6 +16,9 @@ with :func:`~mmdiff.core.parameterization.x0_error_scale_sq`:
   Diffusion Transformers, where ``gamma = sigma_data^2``).
 
 A per-sample ``noise_shift`` (from the adapter) multiplies the drawn ``sigma``: SD3's timestep shift, per sample.
+A ``known_mask`` (from the adapter: the parts given to the network as known, which the sampler keeps exactly) leaves
+those parts out of the loss: each sample's error is the mean over its unknown elements, so a sample given half of its
+clip trains the other half at full weight instead of half.
 
 Offset noise (Guttenberg 2023) adds a per-sample, per-channel constant to the noise, for any rank.
 """
@@ -133,7 +136,13 @@ class DiffusionLoss:
         return x0_weight(self.weighting, sigma, self.snr_gamma) / k2
 
     def __call__(
-        self, net: nn.Module, x0: Tensor, generator: Generators = None, noise_shift: Tensor | None = None, **cond: Any
+        self,
+        net: nn.Module,
+        x0: Tensor,
+        generator: Generators = None,
+        noise_shift: Tensor | None = None,
+        known_mask: Tensor | None = None,
+        **cond: Any,
     ) -> Tensor:
         """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank.
 
@@ -143,6 +152,9 @@ class DiffusionLoss:
         schedule's range): SD3's timestep shift (Esser et al. 2024; for rectified flow ``t -> s t / (1 + (s - 1) t)``
         is exactly ``sigma -> s sigma`` in this VE frame) chosen per sample, so samples of one task can train at
         higher noise than the rest (see :class:`~mmdiff.modalities.av.adapter.AudioVideoAdapter`).
+        ``known_mask``, broadcastable to ``x0``, is 1 on the parts an adapter gave the network as known (video's
+        known frames, a joint model's given track): generation keeps those exactly, so they are left out of the
+        loss, and each sample's error is the mean over the rest (a sample with nothing unknown scores 0).
         """
         x0 = x0.float()
         sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
@@ -152,4 +164,10 @@ class DiffusionLoss:
         x = x0 + append_dims(sigma, x0.ndim) * noise  # the VE frame, as the samplers see it
         pred, _, alpha, s = self.model.predict(net, x, sigma, **cond)  # alpha, s: (B, 1, ..., 1)
         target = self.model.target(x0, noise, alpha, s)
-        return self.weight(sigma, alpha.flatten(), s.flatten()) * mean_over_sample((pred - target) ** 2)
+        error = (pred - target) ** 2  # (B, ...)
+        if known_mask is None:
+            per_sample = mean_over_sample(error)
+        else:
+            unknown = 1 - known_mask.to(error).expand_as(error)  # (B, ...): 1 where the loss counts
+            per_sample = mean_over_sample(error * unknown) / mean_over_sample(unknown).clamp(min=1e-12)
+        return self.weight(sigma, alpha.flatten(), s.flatten()) * per_sample

@@ -221,8 +221,7 @@ class LatentAdapter(ModalityAdapter):
             z = (z - shift) / scale  # as to_latent
         else:
             z = self.to_latent(x)
-        mask = self.media.known_mask(z, generator)
-        return z, ({} if mask is None else self.media.known_conditions(z, mask))
+        return z, self.training_known(z, generator)  # the media's known parts, made from the latents
 
     def decode(self, x: Tensor) -> list[Any]:
         return self.media.decode(self.from_latent(x))

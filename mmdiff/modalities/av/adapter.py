@@ -186,10 +186,10 @@ class AudioVideoAdapter(ModalityAdapter):
             raise ValueError(f"audio batch must be (B, {self.audio.channels}, samples), got {tuple(audio.shape)}")
         layout = self.packing(video.shape[2])
         x0 = layout.pack(self._tracks(video, audio))  # (B, N)
-        mask = self.known_mask(x0, generator)  # (B, N)
-        known = {"concat": self.known_concat(x0, mask)}
+        known = self.training_known(x0, generator)  # concat, known_mask (B, N)
         if self.given_noise_shift != 1.0:  # the loss's per-sample noise_shift for samples given a whole track
-            given = torch.stack([part.flatten(1).amin(1) > 0 for part in layout.unpack(mask).values()]).any(0)  # (B,)
+            parts = layout.unpack(known["known_mask"]).values()
+            given = torch.stack([part.flatten(1).amin(1) > 0 for part in parts]).any(0)  # (B,)
             known["noise_shift"] = torch.where(given, self.given_noise_shift, 1.0)
         return x0, known
 

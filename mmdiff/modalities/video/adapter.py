@@ -70,7 +70,7 @@ class VideoAdapter(ModalityAdapter):
                 f"in [0, 1], got {tuple(video.shape)}"
             )
         x0 = video.float() * 2 - 1
-        return x0, {"concat": self.known_concat(x0, self.known_mask(x0, generator))}
+        return x0, self.training_known(x0, generator)
 
     def decode(self, x: Tensor) -> list[Tensor]:
         return list(((x.float().clamp(-1, 1) + 1) / 2).cpu())  # each (3, F, H, W) in [0, 1]
