@@ -39,7 +39,7 @@ rank = int(os.environ.get("RANK", "0"))
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("mmdiff.train").info("rank %d pid %d", rank, os.getpid())
 trainer = make_trainer(sys.argv[1], max_steps={steps}, checkpoint_every=1000, sample_every=0, log_every=1,
-                       batch_size=int(sys.argv[2]))
+                       batch_size=int(sys.argv[2]), num_workers=int(sys.argv[3]) if len(sys.argv) > 3 else 0)
 trainer.objective = Slow(trainer.objective)
 try:
     trainer.fit()
@@ -49,12 +49,18 @@ except SystemExit as stop:
 """
 
 
-def start(args, tmp_path):
+def start(args, tmp_path, own_group=False):
+    """The child run; ``own_group``: in a process group of its own (its pid is the group's), as a shell job is."""
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(tests=str(TESTS), steps=STEPS))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, *args(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [sys.executable, *args(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=own_group,
     )
 
 
@@ -94,6 +100,25 @@ def test_a_signal_saves_prints_one_line_and_resumes_exactly(tmp_path, signum):
         make_trainer(run, max_steps=STEPS, checkpoint_every=1000, sample_every=0, resume="auto").fit()
         make_trainer(tmp_path / "straight", max_steps=STEPS, checkpoint_every=1000, sample_every=0).fit()
         assert_same_weights(run, tmp_path / "straight")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_group_spares_the_loader_workers(tmp_path, signum):
+    """Ctrl-C in a terminal, ``timeout``, ``kill -- -PGID`` and Slurm signal every process of the job, the DataLoader
+    workers too; a worker that died of it used to fail the run ("DataLoader worker ... is killed by signal:
+    Terminated") before it could save. The workers leave the signal to the main process, which saves as usual."""
+    run, lines = tmp_path / "run", []
+    proc = start(lambda script: [str(script), str(run), "16", "1"], tmp_path, own_group=True)
+    read_until(proc, r"^step 1/40: loss", lines)
+    os.killpg(proc.pid, signum)
+    out, _ = proc.communicate(timeout=120)
+    text = "".join(lines) + out
+    assert proc.returncode == 128 + signum, text
+    assert "Traceback" not in text and "killed by signal" not in text, text
+    stopped = int(
+        re.search(rf"^{signal.Signals(signum).name}: stopped after step (\d+) and saved", text, re.M).group(1)
+    )
+    assert newest_checkpoint(run).name == f"step_{stopped:06d}"
 
 
 def test_the_previous_signal_handlers_come_back(tmp_path):

@@ -42,7 +42,7 @@ from ..configs import record_run_setup
 from ..data import StreamingDataset, first_items
 from ..generation import GenerateOptions, Samples, generate
 from ..modality import ModalityAdapter
-from .interrupt import SignalStop, TrainingInterrupted
+from .interrupt import STOP_SIGNALS, SignalStop, TrainingInterrupted
 from .loader import resolve_workers
 from .runs import move_aside, refuse_mixing, resume_command
 from .stream import StreamBatchSampler, noise_generators, streaming_batches
@@ -133,9 +133,16 @@ def _check_device(device: str) -> None:
             )
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which finishes its step and saves."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _leave_signals_to_main(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which finishes its step and saves.
+
+    Both reach every process of a group: Ctrl-C in a terminal, and SIGTERM from ``timeout``, ``kill -- -PGID`` or a
+    scheduler stopping a job (Slurm signals every process of the step). A worker that died of it would make the main
+    process fail with "DataLoader worker ... is killed by signal" before it could save. The DataLoader shuts its
+    workers down itself, and they exit on their own if the main process dies.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _close(bar: Any, writer: Any) -> None:
@@ -521,7 +528,7 @@ class Trainer:
             log.info("data: %d loader worker(s) per process (trainer.num_workers=%s)", workers, self.num_workers)
         settings = dict(
             num_workers=workers,
-            worker_init_fn=_ignore_sigint if workers else None,
+            worker_init_fn=_leave_signals_to_main if workers else None,
             pin_memory=acc.device.type == "cuda",
         )
         if isinstance(self.dataset, StreamingDataset):
