@@ -19,7 +19,7 @@ from mmdiff.core import (
 )
 from mmdiff.core.gmm import known_answer_mixtures
 from mmdiff.core.samplers import STOCHASTIC, ddim, ddpm, denoiser_calls, dpmpp_2m, euler, euler_ancestral, unipc
-from mmdiff.core.spacing import exponential_sigmas, karras_sigmas, sigma_range
+from mmdiff.core.spacing import data_scale, exponential_sigmas, karras_sigmas, sigma_range
 from mmdiff.metrics import sliced_wasserstein
 
 RANK_SHAPES = {2: (3, 4), 3: (3, 2, 3), 4: (3, 2, 2, 2), 5: (3, 1, 2, 2, 2)}
@@ -292,6 +292,9 @@ def test_default_sigma_range_follows_the_data_and_the_schedule():
     assert sigma_range(sigma_data=1.0, sigma_max=5.0) == pytest.approx((0.01, 5.0))
     with pytest.raises(ValueError, match="sigma_data: expected the data's standard deviation"):
         sigma_range(sigma_data=0.0)
+    assert data_scale(EDMSchedule(sigma_data=2.0)) == 2.0 and data_scale() == 0.5
+    with pytest.raises(ValueError, match="sigma_data: expected the data's standard deviation"):
+        data_scale(sigma_data=-1.0)  # the scale a sampler assumes is checked where it is looked up, as the range's
 
 
 def test_gaussian_mixture_quality_dpmpp_2m_20_vs_ddpm_500():

@@ -27,11 +27,19 @@ SIGMA_MAX_PER_DATA = 20.0
 DEFAULT_SIGMA_DATA = 0.5
 
 
+def _known_sigma_data(schedule: Schedule | None, sigma_data: float | None) -> float | None:
+    """``sigma_data`` when given, else the schedule's (EDM's carries one), else None; checked to be > 0."""
+    if sigma_data is None and schedule is not None:
+        sigma_data = getattr(schedule, "sigma_data", None)
+    if sigma_data is not None and not (isinstance(sigma_data, (int, float)) and sigma_data > 0):
+        raise ValueError(f"sigma_data: expected the data's standard deviation (> 0), got {sigma_data!r}")
+    return sigma_data
+
+
 def data_scale(schedule: Schedule | None = None, sigma_data: float | None = None) -> float:
     """The data's standard deviation a sampler assumes: ``sigma_data`` when given, else the schedule's (EDM), else
     :data:`DEFAULT_SIGMA_DATA`."""
-    if sigma_data is None and schedule is not None:
-        sigma_data = getattr(schedule, "sigma_data", None)
+    sigma_data = _known_sigma_data(schedule, sigma_data)
     return float(sigma_data) if sigma_data is not None else DEFAULT_SIGMA_DATA
 
 
@@ -45,10 +53,7 @@ def sigma_range(
     """The ``(sigma_min, sigma_max)`` a sampler walks: explicit values win; else ``sigma_data`` times
     (:data:`SIGMA_MIN_PER_DATA`, :data:`SIGMA_MAX_PER_DATA`), kept inside the schedule's trained range; with a
     schedule but no data scale, the schedule's own range (EDM's schedule carries its ``sigma_data``)."""
-    if sigma_data is None and schedule is not None:
-        sigma_data = getattr(schedule, "sigma_data", None)
-    if sigma_data is not None and not (isinstance(sigma_data, (int, float)) and sigma_data > 0):
-        raise ValueError(f"sigma_data: expected the data's standard deviation (> 0), got {sigma_data!r}")
+    sigma_data = _known_sigma_data(schedule, sigma_data)
     if sigma_data is None and schedule is not None:
         lo, hi = schedule.sigma_min, schedule.sigma_max
     else:
