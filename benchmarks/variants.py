@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 STEP = re.compile(r"step (\d+)/\d+: loss ([\d.naif]+) .* ([\d.]+) samples/s")
+STOPPED = re.compile(r"stopped after step (\d+) and saved")  # the trainer's line on SIGTERM
 AV_COLUMNS = {  # table column -> (row of the eval report, metric)
     "generated sync": ("generated", "sync_vs_chance"),
     "video-to-audio": ("video-to-audio", "sync_vs_chance"),
@@ -90,13 +91,14 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
              f"trainer.log_every={max(min(args.steps // 10, 100), 1)}", "trainer.progress=false", f"trainer.seed={args.seed}",
              *args.common, *overrides]  # fmt: skip
     train_code, train_s = _run(train, args.train_timeout, train_log)
-    steps = STEP.findall(train_log.read_text(errors="replace"))
+    text = train_log.read_text(errors="replace")
+    steps, stopped = STEP.findall(text), STOPPED.findall(text)
     result = {
         "recipe": recipe,
         "overrides": " ".join(overrides),
         "train_returncode": train_code,
         "train_s": round(train_s, 1),
-        "steps": int(steps[-1][0]) if steps else 0,
+        "steps": int(stopped[-1]) if stopped else int(steps[-1][0]) if steps else 0,
         "final_loss": float(steps[-1][1]) if steps else None,
         "samples_per_s": float(steps[-1][2]) if steps else None,
     }
