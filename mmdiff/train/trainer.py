@@ -139,7 +139,8 @@ def _leave_signals_to_main(worker_id: int) -> None:
     Both reach every process of a group: Ctrl-C in a terminal, and SIGTERM from ``timeout``, ``kill -- -PGID`` or a
     scheduler stopping a job (Slurm signals every process of the step). A worker that died of it would make the main
     process fail with "DataLoader worker ... is killed by signal" before it could save. The DataLoader shuts its
-    workers down itself, and they exit on their own if the main process dies.
+    workers down itself, and they exit on their own if the main process dies. The price: a worker stuck for good
+    inside one item (a decoder that never returns) no longer dies of the DataLoader's ``terminate()`` at the end.
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
