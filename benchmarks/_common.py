@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,11 @@ SDPA_CPU_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
 }
+
+
+# ---- the trainer's log ------------------------------------------------------------------------------------------
+#: A log line of ``mmdiff train trainer.progress=false``: (step, loss, samples/s).
+TRAIN_LOG_LINE = re.compile(r"step (\d+)/\d+: loss ([\d.naif]+) .* ([\d.]+) samples/s")
 
 
 # ---- a recipe's config ---------------------------------------------------------------------------------------------

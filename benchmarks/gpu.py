@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import TRAIN_LOG_LINE
 
 RECIPES = ("audio_music", "video_shapes")
 MODES = {
@@ -35,7 +36,6 @@ MODES = {
     "bf16": ["trainer.mixed_precision=bf16"],
     "bf16+compile": ["trainer.mixed_precision=bf16", "trainer.compile=true"],
 }
-RATE = re.compile(r"step (\d+)/\d+: loss ([\d.naif]+) .* ([\d.]+) samples/s")
 
 
 def _run(cmd: list[str], timeout: float, log: Path) -> tuple[int, float]:
@@ -54,7 +54,7 @@ def _train(recipe: str, run_dir: Path, steps: int, extra: list[str], timeout: fl
            f"trainer.max_steps={steps}", f"trainer.log_every={max(steps // 8, 1)}", "trainer.progress=false",
            "trainer.sample_every=0", f"trainer.checkpoint_every={steps}", *extra]  # fmt: skip
     code, seconds = _run(cmd, timeout, log)
-    lines = RATE.findall(log.read_text(errors="replace"))
+    lines = TRAIN_LOG_LINE.findall(log.read_text(errors="replace"))
     rates = [float(r) for _, _, r in lines]
     steady = rates[2:] or rates[-1:]  # the first intervals hold cuDNN autotuning and compilation
     return {

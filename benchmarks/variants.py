@@ -35,7 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-STEP = re.compile(r"step (\d+)/\d+: loss ([\d.naif]+) .* ([\d.]+) samples/s")
+from _common import TRAIN_LOG_LINE
+
 STOPPED = re.compile(r"stopped after step (\d+) and saved")  # the trainer's line on SIGTERM
 AV_COLUMNS = {  # table column -> (row of the eval report, metric)
     "generated sync": ("generated", "sync_vs_chance"),
@@ -66,7 +67,7 @@ def _run(cmd: list[str], timeout: float, log: Path, signal_name: str = "TERM") -
     """``cmd`` under ``timeout -s SIGNAL`` with its output in ``log``: ``(return code, seconds)``.
 
     Each command gets a numba cache folder of its own: librosa's pyin compiles with ``cache=True`` into its package
-    folder. On the GPU machine three of five evaluations run at once died of SIGSEGV with nothing logged after
+    folder. On the GPU machine four of six evaluations run at once died of SIGSEGV with nothing logged after
     loading the checkpoint; several processes writing that one cache at once is the likely cause, not established.
     """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(log.with_suffix(".numba"))}
@@ -92,7 +93,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
              *args.common, *overrides]  # fmt: skip
     train_code, train_s = _run(train, args.train_timeout, train_log)
     text = train_log.read_text(errors="replace")
-    steps, stopped = STEP.findall(text), STOPPED.findall(text)
+    steps, stopped = TRAIN_LOG_LINE.findall(text), STOPPED.findall(text)
     result = {
         "recipe": recipe,
         "overrides": " ".join(overrides),
@@ -105,7 +106,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
     if not (run_dir / "checkpoints").is_dir():
         return {
             **result,
-            "error": f"mmdiff train: exit code {train_code}\n" + train_log.read_text(errors="replace")[-800:],
+            "error": f"mmdiff train: exit code {train_code}\n" + text[-800:],
         }
     report_path = args.out / f"{name}_eval.json"
     evaluate = [sys.executable, "-m", "mmdiff", "eval", f"run={run_dir}", f"n={args.n}", f"out={report_path}",
@@ -166,8 +167,9 @@ def main() -> None:
         futures = {name: pool.submit(run_variant, name, ov, args) for name, ov in variants.items()}
         results = {name: f.result() for name, f in futures.items()}
     (args.out / "variants.json").write_text(json.dumps(results, indent=2))
-    (args.out / "variants.md").write_text(markdown(results, args))
-    print(markdown(results, args))
+    report = markdown(results, args)
+    (args.out / "variants.md").write_text(report)
+    print(report)
 
 
 if __name__ == "__main__":
