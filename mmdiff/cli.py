@@ -345,6 +345,7 @@ def _tune_steps(argv: list[str]) -> int:
         cond=cond,
         **guidance,
         evaluations=evaluations,
+        noise_prior=pipe.adapter.noise_prior,
         device=device,
         progress=bool(mine.get("progress", True)),
         info=info,

@@ -312,6 +312,7 @@ def generate(
             init=init,
             strength=options.strength,
             mask=mask,
+            noise_prior=adapter.noise_prior,
             device=device,
             progress=progress,
             **options.sampler_options(),

@@ -13,6 +13,7 @@ config files (``conf/adapter/``, ``conf/net/``, ``conf/data/``) and a recipe, wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ class ModalityAdapter(ABC):
     #: Parts of a sample a generation call may give by name (``pipe.generate(video="silent.mp4")`` for an
     #: audio-video adapter), loaded by :meth:`load_given`; none by default.
     given_keys: tuple[str, ...] = ()
+
+    #: The noise the model trains and samples with, as a map of white noise ``(B, ...)`` (e.g.
+    #: :class:`~mmdiff.core.noise.SharedNoise`: a clip's frames share part of their noise); ``None``: white noise.
+    #: The trainer gives it to the loss and generation to the sampler, so both read one definition.
+    noise_prior: Callable[[Tensor], Tensor] | None = None
 
     @abstractmethod
     def encode(self, batch: dict[str, Any], generator: Any = None) -> tuple[Tensor, dict[str, Tensor]]:

@@ -12,7 +12,7 @@ from .editing import masked_denoiser, truncate_for_strength
 from .gmm import GaussianMixture
 from .guidance import classifier_free_guidance, drop_conditions
 from .model import DiffusionModel, NetworkDenoiser
-from .noise import NoiseSource
+from .noise import NoiseSource, SharedNoise, shared_noise
 from .objectives import DiffusionLoss, LogitNormalTime, LogNormalSigma, UniformTime
 from .packing import Packing
 from .parameterization import (
@@ -53,6 +53,7 @@ __all__ = [
     "NoiseSource",
     "Packing",
     "Schedule",
+    "SharedNoise",
     "StepInfo",
     "UniformTime",
     "VPSchedule",
@@ -67,6 +68,7 @@ __all__ = [
     "resolve_sampler",
     "sample",
     "schedule_from_diffusers",
+    "shared_noise",
     "sigmas_for",
     "truncate_for_strength",
     "tune_sigmas",

@@ -7,7 +7,8 @@ as that seed generated alone: batches can be split or merged without changing an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -39,16 +40,59 @@ def draw(kind: str, shape: Sequence[int], generator: Generators, device, dtype=t
     return torch.stack([fn(item, generator=g, device=g.device, dtype=dtype).to(device) for g in generator])
 
 
+NoisePrior = Callable[[Tensor], Tensor]
+
+
+def shared_noise(noise: Tensor, dims: Sequence[int], share: float) -> Tensor:
+    """White noise ``(B, ...)`` -> noise whose elements keep unit variance and correlate with coefficient ``share``
+    along ``dims`` (every pair of positions that differ only in ``dims``): the mixed noise prior of PYoCo (Ge et al.
+    2023, "Preserve Your Own Correlation: A Noise Prior for Video Diffusion Models"), where the frames of a clip share
+    part of their noise, as they share most of their content.
+
+    A fixed linear map of the input, ``a noise + c mean_dims(noise)`` with ``a^2 = 1 - share`` and
+    ``2ac + c^2 = share n`` (``n`` positions along ``dims``), so it draws nothing: per-sample seeds give the same
+    noise as before, only mixed. The probability-flow ODE in the denoiser form ``dx/dsigma = (x - D(x, sigma)) /
+    sigma`` holds for any fixed noise covariance, so deterministic samplers need nothing but a start drawn from the
+    same prior (``sample(noise_prior=...)``); stochastic ones get their fresh noise from it too.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"noise share is a correlation in [0, 1), got {share}")
+    if share == 0.0:
+        return noise
+    n = math.prod(noise.shape[d] for d in dims)
+    a = math.sqrt(1.0 - share)
+    c = math.sqrt(a * a + share * n) - a
+    return a * noise + c * noise.mean(dim=tuple(dims), keepdim=True)
+
+
+class SharedNoise:
+    """:func:`shared_noise` over fixed ``dims`` with a fixed ``share``, as a noise prior callable."""
+
+    def __init__(self, dims: Sequence[int], share: float):
+        shared_noise(torch.zeros(1, 1), (1,), share)  # checks share
+        self.dims, self.share = tuple(int(d) for d in dims), float(share)
+
+    def __call__(self, noise: Tensor) -> Tensor:
+        return shared_noise(noise, self.dims, self.share)
+
+    def __repr__(self) -> str:
+        return f"SharedNoise(dims={self.dims}, share={self.share})"
+
+
 class NoiseSource:
     """Draws standard normal noise shaped like a batch ``(B, ...)``, in float32.
 
     ``seed`` may be a list of ``B`` ints (one generator per sample: batch-invariant), one int (one generator for
     the whole batch: reproducible for the same batch size), a ``torch.Generator``, or ``None`` (the global RNG).
+    ``prior`` (e.g. :class:`SharedNoise`) maps each draw: the noise a model was trained with.
     """
 
-    def __init__(self, seed: Seed, batch_size: int, device: torch.device | str = "cpu"):
+    def __init__(
+        self, seed: Seed, batch_size: int, device: torch.device | str = "cpu", prior: NoisePrior | None = None
+    ):
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.prior = prior
         self.generators: list[torch.Generator] | None = None
         self.generator: torch.Generator | None = None
         if isinstance(seed, torch.Generator):
@@ -65,4 +109,5 @@ class NoiseSource:
         """Noise of ``like``'s shape on this source's device, float32."""
         if like.shape[0] != self.batch_size:
             raise ValueError(f"noise asked for batch {like.shape[0]}, source built for {self.batch_size}")
-        return draw("normal", like.shape, self.generators or self.generator, self.device)
+        noise = draw("normal", like.shape, self.generators or self.generator, self.device)
+        return noise if self.prior is None else self.prior(noise)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ._tensor import append_dims, mean_over_sample
 from .model import DiffusionModel
-from .noise import Generators, draw
+from .noise import Generators, NoisePrior, draw
 from .parameterization import x0_error_scale_sq
 from .schedules import Schedule, precise_dtype
 
@@ -142,6 +142,7 @@ class DiffusionLoss:
         generator: Generators = None,
         noise_shift: Tensor | None = None,
         known_mask: Tensor | None = None,
+        noise_prior: NoisePrior | None = None,
         **cond: Any,
     ) -> Tensor:
         """Loss per sample ``(B,)`` for clean data ``x0 (B, ...)`` of any rank.
@@ -155,12 +156,16 @@ class DiffusionLoss:
         ``known_mask``, broadcastable to ``x0``, is 1 on the parts an adapter gave the network as known (video's
         known frames, a joint model's given track): generation keeps those exactly, so they are left out of the
         loss, and each sample's error is the mean over the rest (a sample with nothing unknown scores 0).
+        ``noise_prior`` (from the adapter, e.g. :class:`~mmdiff.core.noise.SharedNoise`: video frames that share part
+        of their noise) maps the drawn noise; generation must draw from the same prior (``sample(noise_prior=)``).
         """
         x0 = x0.float()
         sigma = self.noise_level(x0.shape[0], self.schedule, generator, x0.device)  # (B,)
         if noise_shift is not None:
             sigma = (sigma * noise_shift.to(sigma)).clamp(self.schedule.sigma_min, self.schedule.sigma_max)
         noise = offset_noise(x0, self.offset_noise, generator)
+        if noise_prior is not None:
+            noise = noise_prior(noise)
         x = x0 + append_dims(sigma, x0.ndim) * noise  # the VE frame, as the samplers see it
         pred, _, alpha, s = self.model.predict(net, x, sigma, **cond)  # alpha, s: (B, 1, ..., 1)
         target = self.model.target(x0, noise, alpha, s)

@@ -13,7 +13,7 @@ from torch import Tensor
 from .diffusers_bridge import DiffusersSampler
 from .editing import masked_denoiser, truncate_for_strength
 from .guidance import classifier_free_guidance
-from .noise import NoiseSource, Seed
+from .noise import NoisePrior, NoiseSource, Seed
 from .samplers import SAMPLERS
 from .schedules import Schedule, VPSchedule
 from .spacing import data_scale, sigmas_for
@@ -63,6 +63,7 @@ def sample(
     init: Tensor | None = None,
     strength: float = 1.0,
     mask: Tensor | None = None,
+    noise_prior: NoisePrior | None = None,
     device: torch.device | str | None = None,
     callback: Callable | None = None,
     progress: bool = False,
@@ -99,6 +100,8 @@ def sample(
         init: the input to edit (SDEdit) or to keep parts of (``mask``), shaped ``shape``.
         strength: SDEdit: start from ``init`` noised to the sigma at ``strength`` of the schedule.
         mask: 1 where ``init`` is known and kept, 0 where to generate (inpainting, continuation); needs ``init``.
+        noise_prior: maps every noise draw (the start and stochastic samplers' fresh noise): the prior the model
+            was trained with (:class:`~mmdiff.core.noise.SharedNoise`); default white noise.
         device: where to sample (default: ``init``'s device, else CPU).
         callback: called with a :class:`~mmdiff.core.samplers.StepInfo` after each step.
         progress: show a tqdm progress bar.
@@ -132,7 +135,7 @@ def sample(
             raise ValueError("strength < 1 needs init: the input to start from")
         sigma_list = truncate_for_strength(sigma_list, strength)
 
-    noise = NoiseSource(seed, shape[0], device)
+    noise = NoiseSource(seed, shape[0], device, prior=noise_prior)
     start = torch.zeros(shape, device=device) if init is None else init.to(device).float()
     x = start + noise(start) * float(sigma_list[0])
 

@@ -90,6 +90,12 @@ class LatentAdapter(ModalityAdapter):
         return getattr(self.media, name)
 
     @property
+    def noise_prior(self) -> Any:
+        """The media adapter's noise prior, applied to the latents: a video autoencoder keeps the frame axis (dim 2),
+        so a clip's latent frames share noise as its pixel frames would."""
+        return self.media.noise_prior
+
+    @property
     def codec(self) -> Any:
         """The frozen autoencoder (:func:`~mmdiff.latent.codec.load_codec` of ``autoencoder``), loaded once."""
         if self._codec is None:

@@ -391,6 +391,8 @@ class Trainer:
                 gens = noise_generators(seeds, acc.device)
                 x0, known = self.adapter.encode(batch, generator=gens)  # known: the adapter's own inputs
                 cond = {**training_conditions(self.conditioner, batch, gens), **known}
+                if self.adapter.noise_prior is not None:  # the noise the adapter's model trains with
+                    cond["noise_prior"] = self.adapter.noise_prior
                 sync = micro == self.grad_accum - 1
                 with nullcontext() if sync else acc.no_sync(model), acc.autocast():
                     loss = self.objective(model, x0, generator=gens, **cond).mean() / self.grad_accum

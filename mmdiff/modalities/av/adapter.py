@@ -91,6 +91,17 @@ class AudioVideoAdapter(ModalityAdapter):
         self.max_known, self.audio_codec, self.wav = int(max_known), audio_codec, bool(wav)
         self.given_noise_shift = float(given_noise_shift)
 
+    @property
+    def noise_prior(self) -> Any:
+        """The video adapter's noise prior (``adapter.video.frame_noise_share``) on the video part of packed clips
+        ``(B, N)``; the audio's noise stays white. ``None`` when the video's is."""
+        return None if self.video.noise_prior is None else self._video_part_prior
+
+    def _video_part_prior(self, noise: Tensor) -> Tensor:
+        layout = self.packing(self.frames_of(noise.shape[1]))
+        parts = layout.unpack(noise)
+        return layout.pack({**parts, "video": self.video.noise_prior(parts["video"])})
+
     # ---- geometry ----------------------------------------------------------------------------------------------
     @property
     def fps(self) -> float:

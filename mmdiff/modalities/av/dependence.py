@@ -57,6 +57,8 @@ def cross_modal_dependence(
     shift = torch.roll(torch.arange(len(items)), 1)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     noises = [torch.randn(x0.shape, generator=generator).to(device) for _ in sigmas]
+    if adapter.noise_prior is not None:  # the noise the model was trained with
+        noises = [adapter.noise_prior(noise) for noise in noises]
     ratios = {}
     with torch.no_grad():
         for (target, other, given), name in RATIOS.items():

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...core.noise import draw
+from ...core.noise import SharedNoise, draw
 from ...modality import ModalityAdapter
 
 #: Channels of the known-frame condition: RGB of the known frames and the mask.
@@ -31,6 +31,10 @@ class VideoAdapter(ModalityAdapter):
         known_frames: probability during training that a sample gets known frames as input (0 disables).
         max_known: at most this many leading frames are known (at least 1 when any are).
         gif: also write a GIF beside each mp4.
+        frame_noise_share: the correlation of the noise of a clip's frames, in training and generation (PYoCo's mixed
+            noise prior, Ge et al. 2023; :class:`~mmdiff.core.noise.SharedNoise`): 0 is white noise; with, say, 0.5
+            half of each pixel's noise variance is the same in every frame, so the frames start out agreeing on what
+            stays put (colours, background) and the network sees their differences (motion) through less noise.
     """
 
     def __init__(
@@ -41,11 +45,16 @@ class VideoAdapter(ModalityAdapter):
         known_frames: float = 0.5,
         max_known: int = 4,
         gif: bool = True,
+        frame_noise_share: float = 0.0,
     ):
         if not 0.0 <= known_frames <= 1.0:
             raise ValueError(f"known_frames is a probability in [0, 1], got {known_frames}")
+        if not 0.0 <= frame_noise_share < 1.0:
+            raise ValueError(f"adapter.frame_noise_share is a correlation in [0, 1), got {frame_noise_share}")
         self.num_frames, self.resolution, self.fps = num_frames, tuple(resolution), fps
         self.known_frames, self.max_known, self.gif = known_frames, max_known, gif
+        self.frame_noise_share = float(frame_noise_share)
+        self.noise_prior = SharedNoise(dims=(2,), share=frame_noise_share) if frame_noise_share else None
 
     # ---- known frames ------------------------------------------------------------------------------------------
     def known_concat(self, x0: Tensor, mask: Tensor) -> Tensor:
