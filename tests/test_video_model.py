@@ -7,7 +7,7 @@ from _helpers import train_tiny_run
 import mmdiff
 from mmdiff.modalities.video.adapter import VideoAdapter
 from mmdiff.nn import UNet
-from mmdiff.nn.blocks import TemporalAttention
+from mmdiff.nn.blocks import FrameGroupNorm, TemporalAttention
 
 
 def video_unet(**kw):
@@ -54,6 +54,23 @@ def test_temporal_parts_start_at_zero_so_a_fresh_net_works_frame_by_frame():
         if isinstance(m, TemporalAttention):
             torch.nn.init.normal_(m.out.weight, std=0.1)
     diff = (net(x2, t) - net(x, t)).abs().sum(dim=(0, 1, 3, 4))
+    assert torch.all(diff[1:] > 1e-5)
+
+
+def test_clip_norm_lets_the_frames_share_statistics_from_the_start():
+    """``frame_norm=False``: GroupNorm over the whole clip, so even a fresh net (temporal parts at zero) passes a change
+    of one frame to the others through the shared statistics; the parameters are the same as per-frame norms'."""
+    per_frame, clip = video_unet(), video_unet(frame_norm=False)
+    assert any(isinstance(m, FrameGroupNorm) for m in per_frame.modules())
+    norms = [m for m in clip.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and not any(isinstance(m, FrameGroupNorm) for m in norms)
+    assert per_frame.state_dict().keys() == clip.state_dict().keys()
+    torch.nn.init.normal_(clip.out[-1].spatial.weight)  # let the (zero-initialised) output layer pass something
+    x = torch.randn(1, 3, 5, 8, 8)
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0  # change frame 0 only
+    t = torch.tensor([100.0])
+    diff = (clip(x2, t) - clip(x, t)).abs().sum(dim=(0, 1, 3, 4))  # (F,)
     assert torch.all(diff[1:] > 1e-5)
 
 

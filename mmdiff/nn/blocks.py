@@ -109,7 +109,8 @@ class ResBlock(nn.Module):
     ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``. The second conv starts at zero. With
     ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame. ``emb_dim=0``
     builds a block without an embedding (the autoencoder's; ``emb`` is then ignored). ``causal`` (video): per-frame
-    norms and convolutions that pad the frame axis on the past side only (see :func:`conv_block`).
+    norms and convolutions that pad the frame axis on the past side only (see :func:`conv_block`). ``frame_norm``
+    (factorised video): False normalises over the whole clip instead of each frame.
     """
 
     def __init__(
@@ -122,10 +123,11 @@ class ResBlock(nn.Module):
         kernel: int = 3,
         factorized: bool = False,
         causal: bool = False,
+        frame_norm: bool = True,
     ):
         super().__init__()
         self.dims = dims
-        per_frame = factorized or causal
+        per_frame = causal or (factorized and frame_norm)
         self.norm1 = group_norm(in_ch, per_frame=per_frame)
         self.conv1 = conv_block(dims, in_ch, out_ch, kernel, factorized, causal)
         self.emb = nn.Linear(emb_dim, 2 * out_ch) if emb_dim else None

@@ -69,6 +69,8 @@ class UNet(nn.Module):
             and in the middle, and adds ``pooled (B, D)`` (one vector per sample) to the timestep embedding. Both start
             at zero, so the network is the unconditional one until it learns to listen.
         cross_attention_levels: levels with cross-attention (default: the ``attention_levels``).
+        frame_norm: factorised video: GroupNorm over each frame (True, as an image network inflated to video) or over
+            the whole clip (False: the frames share their statistics).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class UNet(nn.Module):
         concat_channels: int = 0,
         context_dim: int = 0,
         cross_attention_levels: Sequence[int] | None = None,
+        frame_norm: bool = True,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -99,7 +102,7 @@ class UNet(nn.Module):
         cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
 
         def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized)
+            return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized, frame_norm=frame_norm)
 
         def attention(width: int, level: int | None = None) -> list[nn.Module]:
             blocks = [SpatialAttention(width, heads), TemporalAttention(width, heads)] if factorized else []
@@ -107,7 +110,7 @@ class UNet(nn.Module):
             if level is not None and level not in attention_levels:
                 blocks = []
             if context_dim and (level is None or level in cross_levels):
-                blocks.append(CrossAttention(width, context_dim, heads, per_frame=factorized))
+                blocks.append(CrossAttention(width, context_dim, heads, per_frame=factorized and frame_norm))
             return blocks
 
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
@@ -151,7 +154,7 @@ class UNet(nn.Module):
                     ("upsample", level - 1) if level > 0 and i == num_res_blocks else ("up", level)
                 )
         self.out = nn.Sequential(
-            group_norm(ch, per_frame=factorized),
+            group_norm(ch, per_frame=factorized and frame_norm),
             nn.SiLU(),
             zero_init(conv_block(dims, ch, out_channels, 3, factorized)),
         )
