@@ -43,6 +43,11 @@ def draw(kind: str, shape: Sequence[int], generator: Generators, device, dtype=t
 NoisePrior = Callable[[Tensor], Tensor]
 
 
+def _check_share(share: float) -> None:
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"noise share is a correlation in [0, 1), got {share}")
+
+
 def shared_noise(noise: Tensor, dims: Sequence[int], share: float) -> Tensor:
     """White noise ``(B, ...)`` -> noise whose elements keep unit variance and correlate with coefficient ``share``
     along ``dims`` (every pair of positions that differ only in ``dims``): the mixed noise prior of PYoCo (Ge et al.
@@ -55,8 +60,7 @@ def shared_noise(noise: Tensor, dims: Sequence[int], share: float) -> Tensor:
     sigma`` holds for any fixed noise covariance, so deterministic samplers need nothing but a start drawn from the
     same prior (``sample(noise_prior=...)``); stochastic ones get their fresh noise from it too.
     """
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"noise share is a correlation in [0, 1), got {share}")
+    _check_share(share)
     if share == 0.0:
         return noise
     n = math.prod(noise.shape[d] for d in dims)
@@ -69,7 +73,7 @@ class SharedNoise:
     """:func:`shared_noise` over fixed ``dims`` with a fixed ``share``, as a noise prior callable."""
 
     def __init__(self, dims: Sequence[int], share: float):
-        shared_noise(torch.zeros(1, 1), (1,), share)  # checks share
+        _check_share(share)
         self.dims, self.share = tuple(int(d) for d in dims), float(share)
 
     def __call__(self, noise: Tensor) -> Tensor:

@@ -100,6 +100,7 @@ class UNet(nn.Module):
         self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
         self.context_dim = context_dim
         cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
+        per_frame = factorized and frame_norm  # where norms work frame by frame
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized, frame_norm=frame_norm)
@@ -110,7 +111,7 @@ class UNet(nn.Module):
             if level is not None and level not in attention_levels:
                 blocks = []
             if context_dim and (level is None or level in cross_levels):
-                blocks.append(CrossAttention(width, context_dim, heads, per_frame=factorized and frame_norm))
+                blocks.append(CrossAttention(width, context_dim, heads, per_frame=per_frame))
             return blocks
 
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
@@ -154,7 +155,7 @@ class UNet(nn.Module):
                     ("upsample", level - 1) if level > 0 and i == num_res_blocks else ("up", level)
                 )
         self.out = nn.Sequential(
-            group_norm(ch, per_frame=factorized and frame_norm),
+            group_norm(ch, per_frame=per_frame),
             nn.SiLU(),
             zero_init(conv_block(dims, ch, out_channels, 3, factorized)),
         )

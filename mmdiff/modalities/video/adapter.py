@@ -53,7 +53,6 @@ class VideoAdapter(ModalityAdapter):
             raise ValueError(f"adapter.frame_noise_share is a correlation in [0, 1), got {frame_noise_share}")
         self.num_frames, self.resolution, self.fps = num_frames, tuple(resolution), fps
         self.known_frames, self.max_known, self.gif = known_frames, max_known, gif
-        self.frame_noise_share = float(frame_noise_share)
         self.noise_prior = SharedNoise(dims=(2,), share=frame_noise_share) if frame_noise_share else None
 
     # ---- known frames ------------------------------------------------------------------------------------------
