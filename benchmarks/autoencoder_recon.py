@@ -20,7 +20,9 @@ mode (``decode(encode(x))``):
 
 Each row also gives a naive baseline at the same factor: average-pool by the factor and interpolate back (linear in
 time for mels, bilinear per frame for video), which keeps ``C / factor`` of the values per position instead of the
-latent's ``latent_channels / factor``. Usage: ``python benchmarks/autoencoder_recon.py [--quick] [--only audio|video]``.
+latent's ``latent_channels / factor``. ``--configs 4:8:32:0,4:8:4:1`` also sets the autoencoder's ``norm_groups`` and
+``shortcuts`` (DC-AE's parameter-free paths) per row; the default grid uses 32 groups and no shortcuts. Usage:
+``python benchmarks/autoencoder_recon.py [--quick] [--only audio|video] [--configs ...]``.
 Writes benchmarks/results/autoencoder_recon.{md,json}.
 """
 
@@ -73,6 +75,12 @@ def _mult(factor: int) -> tuple[int, ...]:
     return (1, *([2] * levels))
 
 
+def _options(options: list[int]) -> tuple[int, bool]:
+    """``(norm_groups, shortcuts)`` from a config's optional third and fourth entries (defaults 32 and off: the
+    autoencoder as it was before those options)."""
+    return (int(options[0]) if options else 32), bool(options[1]) if len(options) > 1 else False
+
+
 def _train(ae: Autoencoder, loss: AutoencoderLoss, batches, steps: int) -> tuple[float, float]:
     """``steps`` AdamW steps; returns (seconds, mean loss of the last 10% of steps)."""
     opt = torch.optim.AdamW(ae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -115,9 +123,18 @@ def run_audio(steps: int, configs=AUDIO_CONFIGS) -> list[dict]:
     x_held, _ = adapter.encode({"audio": held})  # (N, 128, 120)
     vocoder_only = roundtrip_quality(adapter, held)
     rows = []
-    for latent, factor in configs:
+    for latent, factor, *options in configs:
         torch.manual_seed(0)
-        ae = Autoencoder(1, 128, latent_channels=latent, channels=64, channel_mult=_mult(factor))
+        groups, shortcuts = _options(options)
+        ae = Autoencoder(
+            1,
+            128,
+            latent_channels=latent,
+            channels=64,
+            channel_mult=_mult(factor),
+            norm_groups=groups,
+            shortcuts=shortcuts,
+        )
         loss = AutoencoderLoss(spectral_weight=1.0)
         rng = np.random.default_rng(0)
 
@@ -134,6 +151,8 @@ def run_audio(steps: int, configs=AUDIO_CONFIGS) -> list[dict]:
             {
                 "modality": "audio",
                 "latent_channels": latent,
+                "norm_groups": groups,
+                "shortcuts": shortcuts,
                 "factors": list(ae.factors),
                 "compression": 128 * factor / latent,
                 "steps": steps,
@@ -165,8 +184,9 @@ def run_video(steps: int, configs=VIDEO_CONFIGS) -> list[dict]:
     x_held, _ = adapter.encode({"video": held})
     ref = torch.stack(adapter.decode(x_held))
     rows = []
-    for latent, factor in configs:
+    for latent, factor, *options in configs:
         torch.manual_seed(0)
+        groups, shortcuts = _options(options)
         ae = Autoencoder(
             3,
             3,
@@ -176,6 +196,8 @@ def run_video(steps: int, configs=VIDEO_CONFIGS) -> list[dict]:
             down_factor=(1, 2, 2),
             factorized=True,
             causal=True,
+            norm_groups=groups,
+            shortcuts=shortcuts,
         )
         loss = AutoencoderLoss(gradient_weight=1.0)
         rng = np.random.default_rng(0)
@@ -199,6 +221,8 @@ def run_video(steps: int, configs=VIDEO_CONFIGS) -> list[dict]:
             {
                 "modality": "video",
                 "latent_channels": latent,
+                "norm_groups": groups,
+                "shortcuts": shortcuts,
                 "factors": list(ae.factors),
                 "compression": 3 * factor * factor / latent,
                 "steps": steps,
@@ -216,6 +240,10 @@ def run_video(steps: int, configs=VIDEO_CONFIGS) -> list[dict]:
     return rows
 
 
+def _on(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def _markdown(audio: list[dict], video: list[dict], args, load: tuple[float, float]) -> str:
     lines = [
         "# Autoencoder reconstruction against compression",
@@ -223,7 +251,8 @@ def _markdown(audio: list[dict], video: list[dict], args, load: tuple[float, flo
         f"`python benchmarks/autoencoder_recon.py{' --quick' if args.quick else ''}`: 1 torch thread, seed 0, "
         f"load average {load[0]:.1f} at the start and {load[1]:.1f} at the end (a shared 2-core machine: the "
         "seconds are indicative). See the script's docstring for data, networks and losses. Compression = input "
-        "values / latent values. Naive = average-pool by the factor and interpolate back.",
+        "values / latent values. Naive = average-pool by the factor and interpolate back. Norm groups and shortcuts: "
+        "the autoencoder's `norm_groups` and `shortcuts`.",
         "",
     ]
     if audio:
@@ -234,13 +263,14 @@ def _markdown(audio: list[dict], video: list[dict], args, load: tuple[float, flo
             f"Mel -> Griffin-Lim alone: LSD {a0['vocoder_only_lsd_db']} dB, spectral convergence "
             f"{a0['vocoder_only_spectral_convergence']}.",
             "",
-            "| latent ch | time factor | compression | steps | train s | mel L1 | naive mel L1 | LSD dB "
-            "(AE + GL) | SC (AE + GL) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| latent ch | time factor | norm groups | shortcuts | compression | steps | train s | mel L1 | "
+            "naive mel L1 | LSD dB (AE + GL) | SC (AE + GL) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in audio:
             lines.append(
-                f"| {r['latent_channels']} | {r['factors'][0]} | {r['compression']:.0f}x | {r['steps']} | "
+                f"| {r['latent_channels']} | {r['factors'][0]} | {r['norm_groups']} | {_on(r['shortcuts'])} | "
+                f"{r['compression']:.0f}x | {r['steps']} | "
                 f"{r['train_seconds']} | {r['mel_l1']} | {r['naive_pool_mel_l1']} | {r['lsd_db']} | "
                 f"{r['spectral_convergence']} |"
             )
@@ -249,13 +279,14 @@ def _markdown(audio: list[dict], video: list[dict], args, load: tuple[float, flo
         lines += [
             "## Video (16 frames 64 x 64 moving shapes; 8 held-out clips)",
             "",
-            "| latent ch | spatial factor | compression | steps | train s | PSNR dB | naive PSNR dB | "
-            "temporal change ratio | naive ratio |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| latent ch | spatial factor | norm groups | shortcuts | compression | steps | train s | PSNR dB | "
+            "naive PSNR dB | temporal change ratio | naive ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in video:
             lines.append(
-                f"| {r['latent_channels']} | {r['factors'][1]} | {r['compression']:.0f}x | {r['steps']} | "
+                f"| {r['latent_channels']} | {r['factors'][1]} | {r['norm_groups']} | {_on(r['shortcuts'])} | "
+                f"{r['compression']:.0f}x | {r['steps']} | "
                 f"{r['train_seconds']} | {r['psnr_db']} | {r['naive_pool_psnr_db']} | "
                 f"{r['temporal_change_ratio']} | {r['naive_pool_temporal_change_ratio']} |"
             )
@@ -270,7 +301,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("audio", "video"), default=None)
     parser.add_argument("--audio-steps", type=int, default=1000)
     parser.add_argument("--video-steps", type=int, default=200)
-    parser.add_argument("--configs", default=None, help="LATENT:FACTOR,... instead of the default grid")
+    parser.add_argument(
+        "--configs",
+        default=None,
+        help="LATENT:FACTOR[:NORM_GROUPS[:SHORTCUTS 0/1]],... instead of the default grid (groups 32, no shortcuts)",
+    )
     parser.add_argument("--name", default=None, help="report file name (default autoencoder_recon[_quick])")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -7,7 +7,7 @@ import torch
 
 from mmdiff.latent.objective import AutoencoderLoss
 from mmdiff.nn import Autoencoder, UNet
-from mmdiff.nn.blocks import ResBlock, SpaceTimeConv, TemporalAttention
+from mmdiff.nn.blocks import Downsample, ResBlock, SpaceTimeConv, TemporalAttention, Upsample
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +111,49 @@ def test_new_block_options_keep_existing_modules():
     assert torch.allclose(att(x[:, :, :2]), att(x)[:, :, :2], atol=1e-5)
 
 
+def test_norm_groups_sets_the_group_count_and_keeps_the_keys():
+    """``norm_groups`` caps the GroupNorm groups (32 by default: with 8 or 16 channels each channel is its own
+    group, instance normalisation); the parameters are the same, so a run trained either way loads into the other."""
+    default, grouped = _video_ae(), _video_ae(norm_groups=2)
+    norms = [m for m in grouped.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 2 for m in norms)
+    assert {m.num_groups for m in default.modules() if isinstance(m, torch.nn.GroupNorm)} == {8, 16}
+    assert set(default.state_dict()) == set(grouped.state_dict())
+    unet = UNet(dims=1, in_channels=4, channels=8, channel_mult=(1, 2), attention_levels=(), norm_groups=4)
+    assert {m.num_groups for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)} == {4}
+
+
+def test_shortcut_sampling_blocks_are_pool_and_nearest_plus_a_convolution():
+    """DC-AE's parameter-free paths (Chen et al. 2024): with its convolution zeroed, a shortcut Downsample is the
+    average pool and a shortcut Upsample the nearest-neighbour upsampling."""
+    x = torch.randn(2, 4, 3, 8, 8)
+    down, up = Downsample(3, 4, (1, 2, 2), shortcut=True), Upsample(3, 4, (1, 2, 2), factorized=True, shortcut=True)
+    plain = Downsample(3, 4, (1, 2, 2))
+    plain.load_state_dict(down.state_dict())  # no new parameters
+    assert torch.allclose(down(x) - plain(x), torch.nn.functional.avg_pool3d(x, (1, 2, 2)), atol=1e-6)
+    for module in (down, up):
+        for p in module.parameters():
+            torch.nn.init.zeros_(p)
+    assert torch.allclose(down(x), torch.nn.functional.avg_pool3d(x, (1, 2, 2)))
+    assert torch.equal(up(x), torch.nn.functional.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+
+
+def test_shortcuts_carry_the_latent_and_keep_causality_and_keys():
+    torch.manual_seed(0)
+    ae = _perturb(_video_ae(causal=True, shortcuts=True, norm_groups=2))
+    assert set(ae.state_dict()) == set(_video_ae(causal=True).state_dict())
+    x = torch.randn(2, 3, 4, 8, 8)
+    z = ae.encode(x)
+    assert torch.allclose(ae.encode(x[:, :, :1]), z[:, :, :1], atol=1e-5)
+    with torch.no_grad():
+        plain = _video_ae(causal=True, norm_groups=2)
+        plain.load_state_dict(ae.state_dict())
+    assert not torch.allclose(ae.encode(x), plain.encode(x), atol=1e-4)  # the shortcuts are on the paths
+    assert not torch.allclose(ae.decode(z), plain.decode(z), atol=1e-4)
+    with pytest.raises(ValueError, match="width 16 must be a multiple of latent_channels"):
+        _video_ae(latent_channels=3, shortcuts=True)
+
+
 def _loss_terms(loss, net, x):
     total = loss(net, x, generator=torch.Generator().manual_seed(0))
     return total, dict(loss.last_terms)
@@ -183,6 +226,21 @@ def test_per_sample_generators_make_the_loss_batch_invariant():
     alone = loss(ae, x[1:2], generator=gens([6]))
     assert torch.allclose(batch[1:2], alone, atol=1e-5)
     assert not torch.allclose(loss(ae, x[1:2], generator=gens([9])), alone, atol=1e-7)  # the noise is used
+
+
+def test_decoder_noise_changes_training_only_and_stays_batch_invariant():
+    torch.manual_seed(0)
+    noisy = _perturb(_video_ae(causal=True, decoder_noise=0.5))
+    plain = _video_ae(causal=True)
+    plain.load_state_dict(noisy.state_dict())
+    x = torch.randn(3, 3, 2, 8, 8)
+    assert torch.equal(noisy.encode(x), plain.encode(x))
+    assert torch.equal(noisy.decode(noisy.encode(x)), plain.decode(plain.encode(x)))
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    batch = noisy(x, generator=gens([5, 6, 7]))["recon"]
+    assert torch.allclose(noisy(x[1:2], generator=gens([6]))["recon"], batch[1:2], atol=1e-5)
+    # the same posterior draw (the same generators), and then the extra noise
+    assert not torch.allclose(batch, plain(x, generator=gens([5, 6, 7]))["recon"], atol=1e-4)
 
 
 def test_a_few_steps_reduce_the_loss_and_reconstruct():

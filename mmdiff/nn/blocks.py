@@ -43,8 +43,15 @@ class FrameGroupNorm(nn.GroupNorm):
         return frames.reshape(b, f, c, h, w).transpose(1, 2)
 
 
+_AVG_POOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
+
+
 def group_norm(channels: int, groups: int = 32, per_frame: bool = False) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= ``groups`` that divides ``channels`` (per frame for video)."""
+    """GroupNorm with the largest group count <= ``groups`` that divides ``channels`` (per frame for video).
+
+    With as many groups as channels this is instance normalisation: each channel's amplitude is scaled away on every
+    sample (or frame), which a narrow autoencoder pays for in colour (see :class:`mmdiff.nn.Autoencoder`'s
+    ``norm_groups``)."""
     g = min(groups, channels)
     while channels % g:
         g -= 1
@@ -110,7 +117,8 @@ class ResBlock(nn.Module):
     ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame. ``emb_dim=0``
     builds a block without an embedding (the autoencoder's; ``emb`` is then ignored). ``causal`` (video): per-frame
     norms and convolutions that pad the frame axis on the past side only (see :func:`conv_block`). ``frame_norm``
-    (factorised video): False normalises over the whole clip instead of each frame.
+    (factorised video): False normalises over the whole clip instead of each frame. ``norm_groups``: at most this
+    many GroupNorm groups (see :func:`group_norm`).
     """
 
     def __init__(
@@ -124,14 +132,15 @@ class ResBlock(nn.Module):
         factorized: bool = False,
         causal: bool = False,
         frame_norm: bool = True,
+        norm_groups: int = 32,
     ):
         super().__init__()
         self.dims = dims
         per_frame = causal or (factorized and frame_norm)
-        self.norm1 = group_norm(in_ch, per_frame=per_frame)
+        self.norm1 = group_norm(in_ch, norm_groups, per_frame=per_frame)
         self.conv1 = conv_block(dims, in_ch, out_ch, kernel, factorized, causal)
         self.emb = nn.Linear(emb_dim, 2 * out_ch) if emb_dim else None
-        self.norm2 = group_norm(out_ch, per_frame=per_frame)
+        self.norm2 = group_norm(out_ch, norm_groups, per_frame=per_frame)
         self.drop = nn.Dropout(dropout)
         self.conv2 = zero_init(conv_block(dims, out_ch, out_ch, kernel, factorized, causal))
         self.skip = conv_nd(dims, in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -147,12 +156,12 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention over all positions of ``x (B, C, *S)`` (``N = prod(S)`` tokens), residual."""
 
-    def __init__(self, channels: int, heads: int = 4):
+    def __init__(self, channels: int, heads: int = 4, norm_groups: int = 32):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
         self.heads = heads
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.out = zero_init(nn.Conv1d(channels, channels, 1))
 
@@ -181,12 +190,14 @@ class TemporalAttention(nn.Module):
     ``causal``: each frame attends to itself and earlier frames only, and the norm works per frame, so output frame
     ``f`` depends on frames ``<= f`` only."""
 
-    def __init__(self, channels: int, heads: int = 4, max_distance: int = 32, causal: bool = False):
+    def __init__(
+        self, channels: int, heads: int = 4, max_distance: int = 32, causal: bool = False, norm_groups: int = 32
+    ):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
         self.heads, self.max_distance, self.causal = heads, max_distance, causal
-        self.norm = group_norm(channels, per_frame=causal)
+        self.norm = group_norm(channels, norm_groups, per_frame=causal)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.out = zero_init(nn.Linear(channels, channels))
         self.bias = nn.Embedding(2 * max_distance + 1, heads)
@@ -218,12 +229,12 @@ class CrossAttention(nn.Module):
 
     takes_context = True
 
-    def __init__(self, channels: int, context_dim: int, heads: int = 4, per_frame: bool = False):
+    def __init__(self, channels: int, context_dim: int, heads: int = 4, per_frame: bool = False, norm_groups: int = 32):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
         self.heads = heads
-        self.norm = group_norm(channels, per_frame=per_frame)
+        self.norm = group_norm(channels, norm_groups, per_frame=per_frame)
         self.q = nn.Linear(channels, channels)
         self.kv = nn.Linear(context_dim, 2 * channels)
         self.out = zero_init(nn.Linear(channels, channels))
@@ -342,31 +353,48 @@ class CrossModalAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Strided convolution by ``factor`` per axis (e.g. 2 for audio, ``(1, 2, 2)`` for space-only video)."""
+    """Strided convolution by ``factor`` per axis (e.g. 2 for audio, ``(1, 2, 2)`` for space-only video).
 
-    def __init__(self, dims: int, channels: int, factor: int | Sequence[int] = 2):
+    ``shortcut``: add the input average-pooled by ``factor`` (sizes must be multiples of it), the parameter-free
+    path of DC-AE's residual autoencoding (Chen et al. 2024, "Deep Compression Autoencoder for Efficient
+    High-Resolution Diffusion Models": space-to-channel, then averaging the channel groups, which for a block that
+    keeps its width is the average pool), so the convolution learns a residual on a path that already keeps the
+    coarse content."""
+
+    def __init__(self, dims: int, channels: int, factor: int | Sequence[int] = 2, shortcut: bool = False):
         super().__init__()
         factor = tuple(factor) if isinstance(factor, Sequence) else (factor,) * dims
         kernel = tuple(3 if f > 1 else 1 for f in factor)
         self.conv = conv_nd(dims, channels, channels, kernel, stride=factor, padding=tuple(k // 2 for k in kernel))
+        self.pool = _AVG_POOL[dims](factor) if shortcut else None
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        return self.conv(x)
+        out = self.conv(x)
+        return out if self.pool is None else out + self.pool(x)
 
 
 class Upsample(nn.Module):
     """Nearest-neighbour upsampling by ``factor`` per axis, then a convolution (factorised for video; ``causal``:
-    see :func:`conv_block`)."""
+    see :func:`conv_block`). ``shortcut``: add the upsampled input itself (DC-AE's channel-to-space shortcut for a
+    block that keeps its width; see :class:`Downsample`)."""
 
     def __init__(
-        self, dims: int, channels: int, factor: int | Sequence[int] = 2, factorized: bool = False, causal: bool = False
+        self,
+        dims: int,
+        channels: int,
+        factor: int | Sequence[int] = 2,
+        factorized: bool = False,
+        causal: bool = False,
+        shortcut: bool = False,
     ):
         super().__init__()
         self.factor = tuple(factor) if isinstance(factor, Sequence) else (factor,) * dims
         self.conv = conv_block(dims, channels, channels, 3, factorized, causal)
+        self.shortcut = shortcut
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
+        up = F.interpolate(x, scale_factor=self.factor, mode="nearest")
+        return self.conv(up) + up if self.shortcut else self.conv(up)
 
 
 def checkpointed(module: nn.Module, x: Tensor, emb: Tensor, enabled: bool, *extra: Tensor | None) -> Tensor:

@@ -71,6 +71,9 @@ class UNet(nn.Module):
         cross_attention_levels: levels with cross-attention (default: the ``attention_levels``).
         frame_norm: factorised video: GroupNorm over each frame (True, as an image network inflated to video) or over
             the whole clip (False: the frames share their statistics).
+        norm_groups: at most this many GroupNorm groups in every norm of the network (32, as in
+            LDM's U-Net; with fewer channels than that every channel is its own group, which normalises each
+            channel's amplitude away: fewer groups keep it; see :func:`~mmdiff.nn.blocks.group_norm`).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class UNet(nn.Module):
         context_dim: int = 0,
         cross_attention_levels: Sequence[int] | None = None,
         frame_norm: bool = True,
+        norm_groups: int = 32,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -103,15 +107,20 @@ class UNet(nn.Module):
         per_frame = factorized and frame_norm  # where norms work frame by frame
 
         def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(dims, cin, cout, emb_dim, dropout, factorized=factorized, frame_norm=frame_norm)
+            return ResBlock(
+                dims, cin, cout, emb_dim, dropout, factorized=factorized, frame_norm=frame_norm, norm_groups=norm_groups
+            )
 
         def attention(width: int, level: int | None = None) -> list[nn.Module]:
-            blocks = [SpatialAttention(width, heads), TemporalAttention(width, heads)] if factorized else []
-            blocks = blocks or [Attention(width, heads)]
+            blocks = (
+                [SpatialAttention(width, heads, norm_groups), TemporalAttention(width, heads, norm_groups=norm_groups)]
+                if factorized
+                else [Attention(width, heads, norm_groups)]
+            )
             if level is not None and level not in attention_levels:
                 blocks = []
             if context_dim and (level is None or level in cross_levels):
-                blocks.append(CrossAttention(width, context_dim, heads, per_frame=per_frame))
+                blocks.append(CrossAttention(width, context_dim, heads, per_frame=per_frame, norm_groups=norm_groups))
             return blocks
 
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
@@ -155,7 +164,7 @@ class UNet(nn.Module):
                     ("upsample", level - 1) if level > 0 and i == num_res_blocks else ("up", level)
                 )
         self.out = nn.Sequential(
-            group_norm(ch, per_frame=per_frame),
+            group_norm(ch, norm_groups, per_frame=per_frame),
             nn.SiLU(),
             zero_init(conv_block(dims, ch, out_channels, 3, factorized)),
         )
