@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def _markdown(audio: list[dict], video: list[dict], args, load: tuple[float, flo
     lines = [
         "# Autoencoder reconstruction against compression",
         "",
-        f"`python benchmarks/autoencoder_recon.py{' --quick' if args.quick else ''}`: 1 torch thread, seed 0, "
+        f"`python benchmarks/autoencoder_recon.py{''.join(' ' + a for a in sys.argv[1:])}`: 1 torch thread, seed 0, "
         f"load average {load[0]:.1f} at the start and {load[1]:.1f} at the end (a shared 2-core machine: the "
         "seconds are indicative). See the script's docstring for data, networks and losses. Compression = input "
         "values / latent values. Naive = average-pool by the factor and interpolate back. Norm groups and shortcuts: "

@@ -6,7 +6,10 @@ items the training most likely never drew (the last indices of the data, seed 0)
 
 - audio (a log-mel adapter): L1 of the normalised log-mels; log-spectral distance and spectral convergence of
   mel -> autoencoder -> vocoder against mel -> vocoder alone (what the representation itself loses);
-- video: PSNR (pixels in [0, 1]) and the temporal-change ratio of the reconstructions to the originals.
+- video: PSNR (pixels in [0, 1]) and the temporal-change ratio of the reconstructions to the originals (clips as
+  long as the run trained on), and that ratio again when every latent element gets Gaussian noise of
+  ``LATENT_NOISE`` times its channel's spread before decoding: how much a diffusion model's small per-frame errors
+  turn into flicker.
 
 The same measures as ``benchmarks/autoencoder_recon.py``, for the recipes' own runs.
 """
@@ -29,6 +32,8 @@ from mmdiff.checkpoints import find_checkpoint
 from mmdiff.latent import load_codec
 from mmdiff.modalities.audio import LogMelAdapter, roundtrip_quality
 from mmdiff.modalities.video.metrics import temporal_consistency_report
+
+LATENT_NOISE = 0.1
 
 
 @torch.no_grad()
@@ -63,9 +68,17 @@ def measure(run: Path, n: int = 16) -> dict:
     else:
         clips, rebuilt = (x + 1) / 2, ((recon + 1) / 2).clamp(0, 1)
         report = temporal_consistency_report(list(rebuilt), list(clips))
+        # a diffusion model's per-frame errors, modelled as noise of LATENT_NOISE x each latent channel's spread
+        spread = z.transpose(0, 1).flatten(1).std(dim=1).reshape(1, -1, *[1] * (z.ndim - 2))  # (1, C, 1, ...)
+        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+        noisy = ((codec.decode(z + LATENT_NOISE * spread * noise) + 1) / 2).clamp(0, 1)
         row |= {
+            "frames": int(x.shape[2]),
             "psnr_db": round(_psnr(rebuilt, clips), 2),
             "temporal_change_ratio": round(report["temporal_change_ratio"], 3),
+            f"temporal_change_ratio_latent_noise_{LATENT_NOISE}": round(
+                temporal_consistency_report(list(noisy), list(clips))["temporal_change_ratio"], 3
+            ),
         }
     return row
 
