@@ -1,4 +1,5 @@
-"""MovingShapes (the built-in synthetic video source) and the video metrics (temporal change, Fréchet distance)."""
+"""MovingShapes (the built-in synthetic video source) and the video metrics (temporal change, Fréchet distance,
+objects that stay whole)."""
 
 import time
 
@@ -8,7 +9,9 @@ import torch
 
 from mmdiff.modalities.video.metrics import (
     FEATURE_NAMES,
+    OBJECT_STABILITY_KEYS,
     frechet_distance,
+    object_stability,
     temporal_change,
     temporal_consistency_report,
     video_features,
@@ -182,10 +185,38 @@ def test_reports_for_two_synth_sets(clips_a, clips_b):
         "reference_temporal_change_std",
         "temporal_change_ratio",
         "frechet_distance",
+        *OBJECT_STABILITY_KEYS,
     }
     assert report["frechet_distance"] < 5.0
     consistency = temporal_consistency_report(list(torch.from_numpy(clips_b)), clips_a)
     assert consistency["temporal_change_ratio"] == pytest.approx(report["temporal_change_ratio"], rel=1e-6)
+
+
+def _square_clip(frames=8, size=16):
+    clip = np.zeros((3, frames, size, size), dtype=np.float32)  # (3, F, H, W) dark background
+    clip[0, :, 4:10, 4:10] = 0.9  # a red square in every frame
+    return clip
+
+
+def test_object_stability_names_what_goes_wrong(clips_a):
+    steady = object_stability([_square_clip()])
+    assert steady == {key: 0.0 for key in OBJECT_STABILITY_KEYS}
+    split = _square_clip()
+    split[0, 4:, 6:8, :] = 0.0  # from frame 4 on, a dark band cuts the square in two: one change in 7 pairs
+    assert object_stability([split])["object_count_change_share"] == pytest.approx(1 / 7)
+    fading = _square_clip()
+    fading[0, 4:, 4:7, 4:10] = 0.3  # half the square falls below the brightness threshold from frame 4 on
+    stats = object_stability([fading])
+    assert stats["object_count_change_share"] == 0.0
+    assert stats["object_area_change"] == pytest.approx((18 / 7) / ((4 * 36 + 4 * 18) / 8))
+    drifting = _square_clip()
+    drifting[2, :, 4:10, 4:10] = np.linspace(0.0, 0.7, 8)[:, None, None]  # red turns magenta, 0.1 a frame
+    stats = object_stability([drifting])
+    assert stats["object_area_change"] == 0.0
+    assert stats["object_colour_change"] == pytest.approx(0.1 / 3, rel=1e-5)  # one channel of three changes
+    real = object_stability(clips_a)  # the data: objects change only where they touch or cross
+    assert real["object_count_change_share"] < 0.1 and real["object_area_change"] < 0.1
+    assert real["object_colour_change"] < 0.03
 
 
 def _caption_words_are_true(caption, attributes):

@@ -2,7 +2,7 @@
 
 :class:`MovingShapes` (:mod:`.synth`) is the built-in synthetic video source (bouncing shapes, no download), and
 :mod:`.metrics` asks whether generated clips move like the data (temporal change, Fréchet distance of handcrafted
-features). Its I/O layer (:mod:`.io`) reads clips by timestamp and writes mp4/gif/frame grids with PyAV, and
+features, objects that stay whole). Its I/O layer (:mod:`.io`) reads clips by timestamp and writes mp4/gif/frame grids with PyAV, and
 :class:`VideoFolder` (:mod:`.folder`) turns a folder of videos into fixed-length training clips.
 """
 
@@ -11,7 +11,9 @@ from .folder import VIDEO_EXTENSIONS, VideoFolder
 from .io import VideoDecodeError, read_clip, resize_center_crop, video_info, write_frame_grid, write_gif, write_mp4
 from .metrics import (
     FEATURE_NAMES,
+    OBJECT_STABILITY_KEYS,
     frechet_distance,
+    object_stability,
     temporal_change,
     temporal_consistency_report,
     video_features,
@@ -22,6 +24,7 @@ from .synth import SHAPES, MovingShapes
 
 __all__ = [
     "FEATURE_NAMES",
+    "OBJECT_STABILITY_KEYS",
     "SHAPES",
     "VIDEO_EXTENSIONS",
     "MovingShapes",
@@ -29,6 +32,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoFolder",
     "frechet_distance",
+    "object_stability",
     "read_clip",
     "resize_center_crop",
     "shapes_or_folder",

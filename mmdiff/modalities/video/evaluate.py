@@ -2,7 +2,8 @@
 
 Each row has the temporal-change statistics of :func:`~mmdiff.modalities.video.metrics.temporal_consistency_report`
 (ratio ~1 is good, ~0 frozen, >> 1 flicker) and the Fréchet distance of handcrafted clip features to ``n`` real
-clips (:func:`~mmdiff.modalities.video.metrics.video_features`): the keys of
+clips (:func:`~mmdiff.modalities.video.metrics.video_features`) and whether objects stay whole
+(:func:`~mmdiff.modalities.video.metrics.object_stability`): the keys of
 :func:`~mmdiff.modalities.video.metrics.video_report`.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 from ...metrics import frechet_distance
 from ..evaluation import PromptAdherence, check_n, real_items, warn_frechet_size
 from .attributes import VideoAttributeEstimator, adherence, chance, parse_prompt
-from .metrics import FEATURE_NAMES, temporal_consistency_report, video_features
+from .metrics import FEATURE_NAMES, object_stability, temporal_consistency_report, video_features
 
 
 class VideoEvaluator:
@@ -41,7 +42,7 @@ class VideoEvaluator:
         for name, clips in rows.items():
             row = temporal_consistency_report(clips, real)
             row["frechet_distance"] = frechet_distance(video_features(clips), reference_features, warn=False)
-            report[name] = row
+            report[name] = row | object_stability(clips)
         return report
 
 

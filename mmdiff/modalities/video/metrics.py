@@ -11,6 +11,10 @@ network:
   handcrafted per-clip feature vectors (colour, sharpness, amount and smoothness of change, motion of the bright
   objects, their number), in the spirit of FID (Heusel et al. 2017) and FVD (Unterthiner et al. 2018).
 
+- :func:`object_stability`: do objects stay whole? Per clip, how often the number of bright blobs changes between
+  frames, how much the bright area changes, and how much the bright pixels' mean colour changes: objects that split,
+  merge, fade or drift in colour raise them; for the data they are near 0 except where objects cross.
+
 :func:`video_report` combines them for a generated set against a reference set. Clips are ``(3, F, H, W)`` tensors or
 arrays with values in [0, 1] (values outside are clipped, as they would be when written to a file), given as a
 sequence or as one ``(N, 3, F, H, W)`` batch.
@@ -153,6 +157,39 @@ def _blob_counts(mask: np.ndarray) -> np.ndarray:
     return np.bincount(np.asarray(frames, dtype=np.int64), minlength=mask.shape[0])[: mask.shape[0]]
 
 
+#: Keys of :func:`object_stability`, each a mean over clips (see there).
+OBJECT_STABILITY_KEYS: tuple[str, ...] = ("object_count_change_share", "object_area_change", "object_colour_change")
+
+
+def _clip_object_stability(clip: np.ndarray) -> tuple[float, float, float]:
+    """The :data:`OBJECT_STABILITY_KEYS` of one clip (3, F, H, W)."""
+    mask = clip.max(axis=0) > BRIGHT_THRESHOLD  # (F, H, W) object pixels
+    count_changes = float((np.diff(_blob_counts(mask)) != 0).mean())
+    area = mask.sum(axis=(1, 2)).astype(np.float64)  # (F,) bright pixels per frame
+    area_change = float(np.abs(np.diff(area)).mean() / area.mean()) if area.mean() > 0 else 0.0
+    colour = (clip * mask).sum(axis=(2, 3)) / np.maximum(area, 1.0)  # (3, F) mean colour of the bright pixels
+    both = (area[1:] > 0) & (area[:-1] > 0)  # (F - 1,) frame pairs where both frames show an object
+    colour_change = float(np.abs(np.diff(colour, axis=1))[:, both].mean()) if both.any() else 0.0
+    return count_changes, area_change, colour_change
+
+
+def object_stability(clips: Iterable) -> dict[str, float]:
+    """Do objects stay whole? Means over ``clips`` (3, F, H, W) of three per-clip measures of the bright objects
+    (pixels whose largest channel exceeds :data:`BRIGHT_THRESHOLD`):
+
+    - ``object_count_change_share``: share of consecutive frame pairs whose number of 8-connected bright blobs
+      differs (objects that split, merge, vanish or appear; in the data only objects that touch or cross),
+    - ``object_area_change``: mean absolute frame-to-frame change of the bright area, relative to the clip's mean
+      bright area (objects that fade, grow or shrink),
+    - ``object_colour_change``: mean absolute frame-to-frame change of the bright pixels' mean colour, per channel
+      in [0, 1] units (colour drift).
+
+    0 for a clip whose objects keep their number, size and colour; compare with real clips scored the same way.
+    """
+    per_clip = np.array([_clip_object_stability(clip) for clip in _as_clips(clips, channels=3)])  # (N, 3)
+    return dict(zip(OBJECT_STABILITY_KEYS, (float(v) for v in per_clip.mean(axis=0))))
+
+
 def _clip_features(clip: np.ndarray) -> np.ndarray:
     """The :data:`FEATURE_NAMES` vector of one clip (3, F, H, W): shape (17,)."""
     value = clip.max(axis=0)  # (F, H, W) HSV value: brightness regardless of hue
@@ -208,11 +245,11 @@ def video_features(clips: Iterable) -> np.ndarray:
 def video_report(generated: Iterable, reference: Iterable) -> dict[str, float]:
     """Motion and feature statistics of ``generated`` clips against ``reference`` clips, as one flat dict.
 
-    Keys: those of :func:`temporal_consistency_report` and ``frechet_distance`` (of :func:`video_features`,
-    generated vs reference, in units of the reference's spread; needs at least 2 clips per set). Flat so it logs as
-    scalars.
+    Keys: those of :func:`temporal_consistency_report`, ``frechet_distance`` (of :func:`video_features`, generated
+    vs reference, in units of the reference's spread; needs at least 2 clips per set) and the
+    :data:`OBJECT_STABILITY_KEYS` of the generated clips (:func:`object_stability`). Flat so it logs as scalars.
     """
     generated, reference = _as_clips(generated, channels=3), _as_clips(reference, channels=3)
     report = temporal_consistency_report(generated, reference)
     report["frechet_distance"] = frechet_distance(video_features(generated), video_features(reference))
-    return report
+    return report | object_stability(generated)
