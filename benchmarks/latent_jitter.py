@@ -9,7 +9,11 @@ reports, generated against real:
 - ``latent_change``: mean absolute frame-to-frame change of the normalised latents (B, C, F, h, w), and its ratio;
 - ``latent_second_difference``: mean absolute ``z[t+1] - 2 z[t] + z[t-1]``: jitter rather than motion;
 - ``pixel_change``: the decoded clips' temporal change (:func:`~mmdiff.modalities.video.metrics.temporal_change`),
-  for the real clips' reconstructions (what the autoencoder alone adds) and for the generated clips.
+  for the real clips' reconstructions (what the autoencoder alone adds) and for the generated clips;
+- ``object_*``: :func:`~mmdiff.modalities.video.metrics.object_stability` (whether bright objects keep their number,
+  area and colour from frame to frame) of the real clips, their reconstructions and the generated clips: objects
+  that break in the reconstructions break in the decoder, objects whole there but broken in the generated clips in
+  the latents.
 
 A latent ratio near 1 with a pixel ratio well above it points at the decoder; a latent ratio well above 1 at the
 diffusion model or its sampler.
@@ -25,7 +29,7 @@ import torch
 from hydra.utils import instantiate
 
 import mmdiff
-from mmdiff.modalities.video.metrics import temporal_change
+from mmdiff.modalities.video.metrics import object_stability, temporal_change
 
 
 def _change(z: torch.Tensor) -> float:
@@ -78,6 +82,8 @@ def measure(run: Path, n: int, options: dict) -> dict:
         "pixel_change_ratio_reconstructed": round(float(temporal_change(rebuilt).mean()) / real_pixels, 3),
         "pixel_change_ratio_generated": round(float(temporal_change(clips).mean()) / real_pixels, 3),
     }
+    for name, clips_ in (("real", media), ("reconstructed", rebuilt), ("generated", clips)):
+        row |= {f"{key}_{name}": round(value, 4) for key, value in object_stability(clips_).items()}
     return row
 
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from mmdiff.modalities.av import SoundingShapes
 from mmdiff.modalities.av.evaluate import CHANCE_ROW, AVSyncEvaluator
 from mmdiff.modalities.av.sync import audio_onsets, chance_scores, sync_report, sync_scores, video_bounces
+from mmdiff.modalities.video.metrics import OBJECT_STABILITY_KEYS
 
 SR, FPS = 16000, 8.0
 CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluator" / "av_sync.yaml"
@@ -177,6 +178,8 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
     for key in ("video_frechet_distance", "audio_frechet_distance"):
         assert 0 < report["generated"][key] < 2 * report["real"][key], (key, report["generated"], report["real"])
     assert report["generated"]["audio_voiced_share"] > 0.3 and report["real"]["audio_voiced_share"] > 0.3  # ~0.6
+    for key in OBJECT_STABILITY_KEYS:  # real clips as the fake's: the generated row is the real one's other half
+        assert report["generated"][key] < 0.1 and report["real"][key] < 0.1, (key, report["generated"], report["real"])
     assert (
         "video_frechet_distance" not in report[CHANCE_ROW] and "audio_frechet_distance" not in report["video-to-audio"]
     )

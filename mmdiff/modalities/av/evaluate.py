@@ -28,6 +28,9 @@ real clips against them) is the real-vs-real level, the sampling noise floor of 
   handcrafted clip features), as :class:`~mmdiff.modalities.video.evaluate.VideoEvaluator` reports it;
 * ``audio_frechet_distance``: the Fréchet distance of :func:`~mmdiff.modalities.audio.metrics.audio_features` (41
   features) of the soundtracks' first channel, as :class:`~mmdiff.modalities.audio.evaluate.MusicEvaluator` does;
+* the :data:`~mmdiff.modalities.video.metrics.OBJECT_STABILITY_KEYS` of the video track
+  (:func:`~mmdiff.modalities.video.metrics.object_stability`: whether the bright objects keep their number, area and
+  colour from frame to frame), as the video evaluator reports them;
 * ``audio_voiced_share``: pyin's share of pitched frames (:func:`~mmdiff.modalities.audio.metrics.voiced_pitches`).
   Kept because the knocks are pitched tones (330/494/740 Hz) in silence: real clips score about 0.6 (each knock
   rings for a few pitched frames), while the known failures score 0 (silence, or silence made as white noise), and it
@@ -50,7 +53,7 @@ from ..audio.metrics import FEATURE_NAMES as AUDIO_FEATURES
 from ..audio.metrics import audio_features, voiced_pitches
 from ..evaluation import check_n, real_items, warn_frechet_size
 from ..video.metrics import FEATURE_NAMES as VIDEO_FEATURES
-from ..video.metrics import temporal_consistency_report, video_features
+from ..video.metrics import object_stability, temporal_consistency_report, video_features
 from .dependence import cross_modal_dependence
 from .sync import chance_scores, detect, sync_report, sync_scores
 
@@ -139,6 +142,7 @@ def _track_quality(
             "video_frechet_distance": frechet_distance(video[name], video["held out"], warn=False),
             "audio_frechet_distance": frechet_distance(audio[name], audio["held out"], warn=False),
             "audio_voiced_share": len(f0) / frames,
+            **object_stability([item["video"] for item in sets[name]]),
         }
     return rows
 

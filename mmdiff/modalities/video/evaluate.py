@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...metrics import frechet_distance
 from ..evaluation import PromptAdherence, check_n, real_items, warn_frechet_size
 from .attributes import VideoAttributeEstimator, adherence, chance, parse_prompt
-from .metrics import FEATURE_NAMES, object_stability, temporal_consistency_report, video_features
+from .metrics import FEATURE_NAMES, video_features, video_report
 
 
 class VideoEvaluator:
@@ -38,12 +37,7 @@ class VideoEvaluator:
         }
         warn_frechet_size(n, len(FEATURE_NAMES), "VideoEvaluator")
         reference_features = video_features(real)  # (n, 17)
-        report = {}
-        for name, clips in rows.items():
-            row = temporal_consistency_report(clips, real)
-            row["frechet_distance"] = frechet_distance(video_features(clips), reference_features, warn=False)
-            report[name] = row | object_stability(clips)
-        return report
+        return {name: video_report(clips, real, reference_features, warn=False) for name, clips in rows.items()}
 
 
 class VideoPromptAdherence(PromptAdherence):

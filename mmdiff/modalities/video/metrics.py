@@ -242,14 +242,20 @@ def video_features(clips: Iterable) -> np.ndarray:
     return np.stack([_clip_features(clip) for clip in _as_clips(clips, channels=3)])
 
 
-def video_report(generated: Iterable, reference: Iterable) -> dict[str, float]:
+def video_report(
+    generated: Iterable, reference: Iterable, reference_features: np.ndarray | None = None, warn: bool = True
+) -> dict[str, float]:
     """Motion and feature statistics of ``generated`` clips against ``reference`` clips, as one flat dict.
 
     Keys: those of :func:`temporal_consistency_report`, ``frechet_distance`` (of :func:`video_features`, generated
     vs reference, in units of the reference's spread; needs at least 2 clips per set) and the
     :data:`OBJECT_STABILITY_KEYS` of the generated clips (:func:`object_stability`). Flat so it logs as scalars.
+    ``reference_features``: the reference's :func:`video_features` when already computed (an evaluator scoring
+    several sets against one reference); ``warn``: let the Fréchet distance warn about a small set.
     """
     generated, reference = _as_clips(generated, channels=3), _as_clips(reference, channels=3)
+    if reference_features is None:
+        reference_features = video_features(reference)  # (n, len(FEATURE_NAMES))
     report = temporal_consistency_report(generated, reference)
-    report["frechet_distance"] = frechet_distance(video_features(generated), video_features(reference))
+    report["frechet_distance"] = frechet_distance(video_features(generated), reference_features, warn=warn)
     return report | object_stability(generated)
