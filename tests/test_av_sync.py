@@ -178,8 +178,9 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
     for key in ("video_frechet_distance", "audio_frechet_distance"):
         assert 0 < report["generated"][key] < 2 * report["real"][key], (key, report["generated"], report["real"])
     assert report["generated"]["audio_voiced_share"] > 0.3 and report["real"]["audio_voiced_share"] > 0.3  # ~0.6
-    for key in OBJECT_STABILITY_KEYS:  # real clips as the fake's: the generated row is the real one's other half
-        assert report["generated"][key] < 0.1 and report["real"][key] < 0.1, (key, report["generated"], report["real"])
+    for key in OBJECT_STABILITY_KEYS:  # real clips both: alike (at 16 x 16 the area changes ~0.1 from pixel steps)
+        generated, real = report["generated"][key], report["real"][key]
+        assert 0 <= generated <= 2 * real + 0.01 and 0 <= real <= 2 * generated + 0.01, (key, generated, real)
     assert (
         "video_frechet_distance" not in report[CHANCE_ROW] and "audio_frechet_distance" not in report["video-to-audio"]
     )
