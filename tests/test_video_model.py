@@ -7,7 +7,7 @@ from _helpers import train_tiny_run
 import mmdiff
 from mmdiff.modalities.video.adapter import VideoAdapter
 from mmdiff.nn import UNet
-from mmdiff.nn.blocks import FrameGroupNorm, TemporalAttention
+from mmdiff.nn.blocks import Attention, FrameGroupNorm, SpatialAttention, TemporalAttention
 
 
 def video_unet(**kw):
@@ -72,6 +72,36 @@ def test_clip_norm_lets_the_frames_share_statistics_from_the_start():
     t = torch.tensor([100.0])
     diff = (clip(x2, t) - clip(x, t)).abs().sum(dim=(0, 1, 3, 4))  # (F,)
     assert torch.all(diff[1:] > 1e-5)
+
+
+def test_clip_attention_levels_attend_over_the_whole_clip():
+    """``clip_attention_levels``: at those levels (and in the middle block, which follows the lowest) one attention
+    over frames x height x width replaces spatial + temporal attention; it starts at zero like the temporal parts, so
+    a fresh net still works frame by frame, and once it passes something a change of frame 0 reaches every frame."""
+    net = video_unet(clip_attention_levels=(1,))
+    kinds = {type(m) for m in net.modules()}
+    assert Attention in kinds and SpatialAttention not in kinds and TemporalAttention not in kinds
+    assert any(type(m) is Attention for m in net.mid)
+    torch.nn.init.normal_(net.out[-1].spatial.weight)  # let the (zero-initialised) output layer pass something
+    for block in net.modules():  # and the spatial residual branches
+        if isinstance(block, torch.nn.Conv3d) and block.kernel_size[0] == 1 and block.weight.abs().sum() == 0:
+            torch.nn.init.normal_(block.weight, std=0.1)
+    x, t = torch.randn(1, 3, 5, 8, 8), torch.tensor([100.0])
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0  # change frame 0 only
+    diff = (net(x2, t) - net(x, t)).abs().sum(dim=(0, 1, 3, 4))  # (F,)
+    assert diff[0] > 1e-3 and torch.all(diff[1:] < 1e-5)
+    for m in net.modules():
+        if type(m) is Attention:
+            torch.nn.init.normal_(m.out.weight, std=0.1)
+    diff = (net(x2, t) - net(x, t)).abs().sum(dim=(0, 1, 3, 4))
+    assert torch.all(diff[1:] > 1e-5)
+    both = video_unet(attention_levels=(0, 1), clip_attention_levels=(1,))  # level 0 stays factorised
+    assert any(isinstance(m, TemporalAttention) for m in both.modules())
+    with pytest.raises(ValueError, match="among the attention_levels"):
+        video_unet(clip_attention_levels=(0,))
+    with pytest.raises(ValueError, match="only for factorised video nets"):
+        video_unet(factorized=False, clip_attention_levels=(1,))
 
 
 def test_missing_concat_means_no_known_frames():

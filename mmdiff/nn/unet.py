@@ -71,6 +71,12 @@ class UNet(nn.Module):
         cross_attention_levels: levels with cross-attention (default: the ``attention_levels``).
         frame_norm: factorised video: GroupNorm over each frame (True, as an image network inflated to video) or over
             the whole clip (False: the frames share their statistics).
+        clip_attention_levels: factorised video: levels (of the ``attention_levels``) whose self-attention runs over
+            every position of the clip at once (frames x height x width, :class:`~mmdiff.nn.blocks.Attention`)
+            instead of within each frame plus across frames at each pixel; the middle block follows the lowest
+            level. Pixel-wise temporal attention sees an object only while it stays on that pixel; over the whole clip
+            every position can attend to the same object wherever it has moved, which keeps its colour and form from
+            frame to frame. Cheap at the lowest levels, where a clip has few positions.
         norm_groups: at most this many GroupNorm groups in every norm of the network (32, as in
             LDM's U-Net; with fewer channels than that every channel is its own group, which normalises each
             channel's amplitude away: fewer groups keep it; see :func:`~mmdiff.nn.blocks.group_norm`).
@@ -97,6 +103,7 @@ class UNet(nn.Module):
         cross_attention_levels: Sequence[int] | None = None,
         frame_norm: bool = True,
         norm_groups: int = 32,
+        clip_attention_levels: Sequence[int] = (),
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -104,6 +111,18 @@ class UNet(nn.Module):
         self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
         self.context_dim = context_dim
         cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
+        clip_levels = set(clip_attention_levels)
+        if clip_levels and not (factorized and dims == 3):
+            raise ValueError(
+                f"net.clip_attention_levels={sorted(clip_levels)}: only for factorised video nets (dims: 3, factorized: "
+                "true); other nets already attend over all positions"
+            )
+        if not clip_levels <= set(attention_levels):
+            raise ValueError(
+                f"net.clip_attention_levels={sorted(clip_levels)}: expected levels among the attention_levels "
+                f"{list(attention_levels)}"
+            )
+        lowest = len(channel_mult) - 1  # the middle block's level
         per_frame = factorized and frame_norm  # where norms work frame by frame
 
         def res(cin: int, cout: int) -> ResBlock:
@@ -112,10 +131,11 @@ class UNet(nn.Module):
             )
 
         def attention(width: int, level: int | None = None) -> list[nn.Module]:
+            over_clip = (lowest if level is None else level) in clip_levels
             blocks = (
                 [SpatialAttention(width, heads, norm_groups), TemporalAttention(width, heads, norm_groups=norm_groups)]
-                if factorized
-                else [Attention(width, heads, norm_groups)]
+                if factorized and not over_clip
+                else [Attention(width, heads, norm_groups)]  # all positions: (B, C, F*H*W) tokens for a clip
             )
             if level is not None and level not in attention_levels:
                 blocks = []
