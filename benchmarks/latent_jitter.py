@@ -29,6 +29,7 @@ import torch
 from hydra.utils import instantiate
 
 import mmdiff
+from mmdiff.cli import parse_key_values
 from mmdiff.modalities.video.metrics import object_stability, temporal_change
 
 
@@ -39,18 +40,6 @@ def _change(z: torch.Tensor) -> float:
 
 def _second_difference(z: torch.Tensor) -> float:
     return float((z[:, :, 2:] - 2 * z[:, :, 1:-1] + z[:, :, :-2]).abs().mean())
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected OPTION=VALUE, got {text!r}")
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, value
 
 
 @torch.no_grad()
@@ -92,9 +81,9 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("options", nargs="*", type=_option, help="generation options, OPTION=VALUE")
+    parser.add_argument("options", nargs="*", help="generation options, OPTION=VALUE (as mmdiff sample takes them)")
     args = parser.parse_intermixed_args()
-    row = measure(args.run, args.n, dict(args.options))
+    row = measure(args.run, args.n, parse_key_values(args.options))
     print(json.dumps(row))
     if args.out:
         args.out.write_text(json.dumps(row, indent=1))
