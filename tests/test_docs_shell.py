@@ -46,7 +46,13 @@ MINIATURE = {  # recipe -> overrides that make its training line take seconds on
     "video_shapes_cpu": VIDEO,
     "images_shapes": [*UNET, "data.size=16"],
 }
-TEXT = ["conditioner.dim=16", "conditioner.layers=1", "net.context_dim=16", "evaluator.fit_n=8"]
+TEXT = [
+    "conditioner.dim=16",
+    "conditioner.layers=1",
+    "net.context_dim=16",
+    "net.cross_attention_levels=[1]",
+    "evaluator.fit_n=8",
+]
 MINIATURE |= {
     "audio_music_text": [*AUDIO, *TEXT],
     "audio_music_text_cpu": [*AUDIO, *TEXT],

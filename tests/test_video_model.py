@@ -104,6 +104,16 @@ def test_clip_attention_levels_attend_over_the_whole_clip():
         video_unet(factorized=False, clip_attention_levels=(1,))
 
 
+def test_attention_at_a_level_the_net_lacks_is_an_error():
+    """A level beyond ``channel_mult`` would silently get no attention (a net shrunk by ``net.channel_mult=[1,2]``
+    under a recipe's ``attention_levels: [1, 2]``): the error names the key, the missing level and the net's levels."""
+    with pytest.raises(ValueError, match=r"net.attention_levels=\[1, 2\]: level\(s\) \[2\] do not exist.*0..1"):
+        video_unet(attention_levels=(1, 2))
+    with pytest.raises(ValueError, match=r"net.cross_attention_levels=\[3\]"):
+        video_unet(context_dim=8, cross_attention_levels=(3,))
+    video_unet(context_dim=8, attention_levels=(), cross_attention_levels=(0, 1))  # every level the net has: fine
+
+
 def test_missing_concat_means_no_known_frames():
     net = video_unet()
     x, t = torch.randn(2, 3, 4, 8, 8), torch.tensor([3.0, 300.0])

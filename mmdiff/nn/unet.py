@@ -111,6 +111,13 @@ class UNet(nn.Module):
         self.dims, self.gradient_checkpointing, self.concat_channels = dims, gradient_checkpointing, concat_channels
         self.context_dim = context_dim
         cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
+        for key, levels in (("attention_levels", attention_levels), ("cross_attention_levels", cross_levels)):
+            missing = sorted(set(levels) - set(range(len(channel_mult))))
+            if missing:  # a level the net does not have would otherwise get no attention, silently
+                raise ValueError(
+                    f"net.{key}={list(levels)}: level(s) {missing} do not exist; the net has levels "
+                    f"0..{len(channel_mult) - 1} (one per net.channel_mult entry, {list(channel_mult)})"
+                )
         clip_levels = set(clip_attention_levels)
         if clip_levels and not (factorized and dims == 3):
             raise ValueError(
