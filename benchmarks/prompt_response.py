@@ -59,6 +59,12 @@ def prompt_response(
     return result, pipe.checkpoint
 
 
+def report_name(run: Path) -> str:
+    """The report's name: the run folder's name, or ``<run>_<checkpoint>`` for a checkpoint folder of a run."""
+    path = run.resolve()
+    return f"{path.parent.parent.name}_{path.name}" if path.parent.name == "checkpoints" else path.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a trained text-conditioned run (its folder or a checkpoint)")
@@ -75,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.perf_counter()
     result, checkpoint = prompt_response(args.run, pairs, args.n)
-    name = args.run.resolve().name if (args.run / "checkpoints").is_dir() else "run"
+    name = report_name(args.run)
     lines = [
         f"# Prompt response: {checkpoint}",
         "",

@@ -43,6 +43,14 @@ def test_cli_writes_the_table_and_rejects_a_pair_without_two_prompts(doc_runs, t
     assert bad.returncode == 2 and "expected two prompts split by" in bad.stderr
 
 
+def test_report_name_names_the_run_and_the_checkpoint(tmp_path):
+    bench = _bench()
+    checkpoint = tmp_path / "my_run" / "checkpoints" / "step_000500"
+    checkpoint.mkdir(parents=True)
+    assert bench.report_name(tmp_path / "my_run") == "my_run"
+    assert bench.report_name(checkpoint) == "my_run_step_000500"
+
+
 @pytest.fixture(autouse=True)
 def _forget_module():
     yield
