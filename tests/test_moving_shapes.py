@@ -17,7 +17,7 @@ from mmdiff.modalities.video.metrics import (
     video_features,
     video_report,
 )
-from mmdiff.modalities.video.synth import SHAPES, MovingShapes, coverage, half_extent
+from mmdiff.modalities.video.synth import SHAPES, MovingShapes, coverage, direction_word, half_extent
 
 
 def synth_batch(n, seed):
@@ -107,6 +107,31 @@ def test_objects_stay_inside_and_bounce(synth):
                 free = (gaps[:-1] > speed[axis]) & (gaps[1:] > speed[axis])  # (F - 1,) steps far from walls
                 np.testing.assert_allclose(np.abs(step[free, axis]), speed[axis], atol=1e-9)  # constant velocity
     assert bounces > 10
+
+
+def test_without_bouncing_paths_are_straight_inside_the_frame_and_captions_hold():
+    kwargs = dict(size=64, num_frames=8, resolution=(16, 16), radius_range=(0.15, 0.25), seed=0)
+    straight, bouncing = MovingShapes(bounce=False, **kwargs), MovingShapes(**kwargs)
+    h, w = straight.resolution
+    steps = np.arange(straight.num_frames)[:, None]  # (F, 1)
+    slowed = 0
+    for i in range(len(straight)):
+        moved, free = straight.trajectories(i), bouncing.trajectories(i)
+        assert [o["shape"] for o in moved] == [o["shape"] for o in free]  # same scene, other paths
+        for obj, twin in zip(moved, free):
+            pos, velocity = obj["positions"], np.array(obj["velocity"])  # (F, 2), (2,)
+            low, high = np.array(obj["half_extent"]), np.array([h, w]) - np.array(obj["half_extent"])
+            assert (pos >= low - 1e-9).all() and (pos <= high + 1e-9).all()
+            np.testing.assert_allclose(pos, pos[0] + velocity * steps, atol=1e-9)  # never turns
+            assert np.hypot(*velocity) <= np.hypot(*twin["velocity"]) + 1e-9
+            slowed += np.hypot(*velocity) < np.hypot(*twin["velocity"]) - 1e-9
+        # the direction word is of the velocity, so it is the direction of the whole path
+        attrs = straight.attributes(i)
+        assert attrs["directions"] == [direction_word(o["positions"][-1] - o["positions"][0]) for o in moved]
+    assert slowed < len(straight) // 4  # the speed cap is for paths longer than the frame only
+    assert "no bouncing" in straight.summary() and "no bouncing" not in bouncing.summary()
+    assert straight.item_key(3) != bouncing.item_key(3)
+    assert not np.array_equal(straight.render(3), bouncing.render(3))
 
 
 def test_shapes_have_equal_area_and_stay_whole():
