@@ -104,6 +104,27 @@ def test_clip_attention_levels_attend_over_the_whole_clip():
         video_unet(factorized=False, clip_attention_levels=(1,))
 
 
+def test_positions_start_at_zero_and_then_tell_frames_and_places_apart():
+    """``positions``: each position's (frame, y, x) index is added after the input convolution through a
+    zero-initialised layer, so a fresh net computes exactly what the net without it does; once the layer is non-zero,
+    a clip that is the same in every frame gives different frames out (a fresh factorised net cannot: nothing in it
+    knows a frame's index), and any clip length works."""
+    plain, placed = video_unet(), video_unet(positions=True)
+    assert set(placed.state_dict()) - set(plain.state_dict()) == {"position.proj.weight", "position.proj.bias"}
+    placed.load_state_dict(plain.state_dict(), strict=False)
+    torch.nn.init.normal_(plain.out[-1].spatial.weight)  # let the (zero-initialised) output layer pass something
+    placed.out[-1].spatial.weight.data.copy_(plain.out[-1].spatial.weight)
+    still = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 6, 8, 8).contiguous()  # (B, C, F, H, W): one frame, six times
+    t = torch.tensor([100.0])
+    torch.testing.assert_close(placed(still, t), plain(still, t))
+    out = plain(still, t)
+    assert (out - out[:, :, :1]).abs().max() < 1e-5  # every frame the same
+    torch.nn.init.normal_(placed.position.proj.weight, std=0.1)
+    out = placed(still, t)
+    assert (out[:, :, 1:-1] - out[:, :, 2:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-4  # inner frames differ too
+    assert placed(torch.randn(1, 3, 11, 8, 16), t).shape == (1, 3, 11, 8, 16)  # any clip length and frame size
+
+
 def test_attention_at_a_level_the_net_lacks_is_an_error():
     """A level beyond ``channel_mult`` would silently get no attention (a net shrunk by ``net.channel_mult=[1,2]``
     under a recipe's ``attention_levels: [1, 2]``): the error names the key, the missing level and the net's levels."""

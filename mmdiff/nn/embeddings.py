@@ -44,3 +44,39 @@ class ConditionEmbedding(nn.Module):
         if self.table is None or label is None:
             return torch.zeros(batch, self.dim, device=device)
         return self.table(label.long())  # (B, dim)
+
+
+class GridPosition(nn.Module):
+    """Where each position sits: sinusoidal features of its index along every axis (Vaswani et al. 2017), through a
+    zero-initialised linear layer, one ``(channels,)`` vector per position, ``(channels, *sizes)`` in all.
+
+    Convolutions and relative-position attention are equivariant to shifts: a U-Net knows where it is only near the
+    edges, through its padding (and a factorised video net knows a frame's index only at the clip's ends). A condition
+    whose mean effect depends on position needs it: "moving left" puts the object on the right in the first frames
+    and on the left in the last ones, a pattern over (frame, x) that no shift-equivariant layer can draw. With this
+    added after the input convolution the network can (CoordConv, Liu et al. 2018, with sinusoids). Zero at the
+    start, so a net with it begins as the net without; indices, not fractions, so longer clips keep their frames'
+    meaning.
+    """
+
+    def __init__(self, channels: int, dims: int, frequencies: int = 16, max_period: float = 100.0):
+        super().__init__()
+        half = frequencies // 2
+        self.dims = dims
+        self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False)
+        self.proj = nn.Linear(dims * 2 * half, channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, sizes: tuple[int, ...]) -> Tensor:  # -> (channels, *sizes)
+        if len(sizes) != self.dims:
+            raise ValueError(f"GridPosition: expected {self.dims} axes, got sizes {tuple(sizes)}")
+        features = []
+        for axis, size in enumerate(sizes):
+            index = torch.arange(size, device=self.freqs.device, dtype=torch.float32)
+            args = index[:, None] * self.freqs[None]  # (size, half)
+            view = [1] * self.dims
+            view[axis] = size
+            feature = torch.cat([args.cos(), args.sin()], dim=1).reshape(*view, -1)  # (1.., size, 1.., 2 half)
+            features.append(feature.expand(*sizes, feature.shape[-1]))
+        return self.proj(torch.cat(features, dim=-1)).movedim(-1, 0)  # (channels, *sizes)

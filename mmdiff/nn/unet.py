@@ -26,7 +26,7 @@ from .blocks import (
     group_norm,
     zero_init,
 )
-from .embeddings import ConditionEmbedding, TimestepEmbedding
+from .embeddings import ConditionEmbedding, GridPosition, TimestepEmbedding
 
 
 @dataclass
@@ -77,6 +77,10 @@ class UNet(nn.Module):
             level. Pixel-wise temporal attention sees an object only while it stays on that pixel; over the whole clip
             every position can attend to the same object wherever it has moved, which keeps its colour and form from
             frame to frame. Cheap at the lowest levels, where a clip has few positions.
+        positions: add every position's index along each axis (:class:`~mmdiff.nn.embeddings.GridPosition`, zero at
+            the start) to the features after the input convolution, so that the layers know where they are (a
+            condition on motion, "moving left", is a pattern over frames and x); off by default (a net equivariant to
+            shifts away from its edges).
         norm_groups: at most this many GroupNorm groups in every norm of the network (32, as in
             LDM's U-Net; with fewer channels than that every channel is its own group, which normalises each
             channel's amplitude away: fewer groups keep it; see :func:`~mmdiff.nn.blocks.group_norm`).
@@ -104,6 +108,7 @@ class UNet(nn.Module):
         frame_norm: bool = True,
         norm_groups: int = 32,
         clip_attention_levels: Sequence[int] = (),
+        positions: bool = False,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -157,6 +162,7 @@ class UNet(nn.Module):
         self.cond = ConditionEmbedding(num_classes, emb_dim)
         self.pooled = zero_init(nn.Linear(context_dim, emb_dim)) if context_dim else None
         self.inp = conv_block(dims, in_channels + concat_channels, channels, 3, factorized)
+        self.position = GridPosition(channels, dims) if positions else None
 
         widths = [channels * m for m in channel_mult]
         self.widths = widths
@@ -244,7 +250,9 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: context must be (B, L, {self.context_dim}), got {tuple(context.shape)}")
         if pooled is not None and self.pooled is not None:
             emb = emb + self.pooled(pooled.to(emb.dtype))
-        h = self.inp(x)
+        h = self.inp(x)  # (B, C, *S); video: S = (F, H, W)
+        if self.position is not None:
+            h = h + self.position(tuple(h.shape[2:])).to(h.dtype)[None]  # (1, C, *S)
         return UNetPass(h, emb, (context, context_mask), [h])
 
     def step(self, run: UNetPass, stage: int) -> None:
