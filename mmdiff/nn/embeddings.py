@@ -8,6 +8,19 @@ import torch
 from torch import Tensor, nn
 
 
+def sinusoid_frequencies(frequencies: int, max_period: float) -> Tensor:
+    """The ``frequencies // 2`` angular frequencies of sinusoidal features, geometric from 1 down to about
+    ``1 / max_period`` (Vaswani et al. 2017)."""
+    half = frequencies // 2
+    return torch.exp(-math.log(max_period) * torch.arange(half) / half)
+
+
+def sinusoids(values: Tensor, freqs: Tensor) -> Tensor:
+    """``(N,)`` values -> ``(N, 2 * len(freqs))`` features: the cosines, then the sines, of ``values * freqs``."""
+    args = values[:, None] * freqs[None]
+    return torch.cat([args.cos(), args.sin()], dim=1)
+
+
 class TimestepEmbedding(nn.Module):
     """Sinusoidal features of the network time ``t`` (Vaswani et al. 2017; Ho et al. 2020) followed by an MLP.
 
@@ -18,13 +31,11 @@ class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int, frequencies: int = 128, scale: float = 1.0, max_period: float = 10000.0):
         super().__init__()
         self.scale = scale
-        half = frequencies // 2
-        self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * half, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.register_buffer("freqs", sinusoid_frequencies(frequencies, max_period), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * len(self.freqs), dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: Tensor) -> Tensor:  # (B,) -> (B, dim)
-        args = (t.float() * self.scale)[:, None] * self.freqs[None]
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=1))
+        return self.mlp(sinusoids(t.float() * self.scale, self.freqs))
 
 
 class ConditionEmbedding(nn.Module):
@@ -61,10 +72,9 @@ class GridPosition(nn.Module):
 
     def __init__(self, channels: int, dims: int, frequencies: int = 16, max_period: float = 100.0):
         super().__init__()
-        half = frequencies // 2
         self.dims = dims
-        self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False)
-        self.proj = nn.Linear(dims * 2 * half, channels)
+        self.register_buffer("freqs", sinusoid_frequencies(frequencies, max_period), persistent=False)
+        self.proj = nn.Linear(dims * 2 * len(self.freqs), channels)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
@@ -74,9 +84,8 @@ class GridPosition(nn.Module):
         features = []
         for axis, size in enumerate(sizes):
             index = torch.arange(size, device=self.freqs.device, dtype=torch.float32)
-            args = index[:, None] * self.freqs[None]  # (size, half)
             view = [1] * self.dims
             view[axis] = size
-            feature = torch.cat([args.cos(), args.sin()], dim=1).reshape(*view, -1)  # (1.., size, 1.., 2 half)
+            feature = sinusoids(index, self.freqs).reshape(*view, -1)  # (1.., size, 1.., 2 half)
             features.append(feature.expand(*sizes, feature.shape[-1]))
         return self.proj(torch.cat(features, dim=-1)).movedim(-1, 0)  # (channels, *sizes)

@@ -324,20 +324,16 @@ class MovingShapes(Dataset):
         where = rng.uniform(size=2)  # (2,) the start's place in its allowed interval (same draws as before)
         speed, angle = rng.uniform(*self.speed_range) * side, rng.uniform(0.0, 2 * np.pi)
         velocity = speed * np.array([np.sin(angle), np.cos(angle)])  # (2,) pixels per frame (y, x)
-        t = np.arange(self.num_frames)[:, None]  # (F, 1)
+        first, last = low, high  # (2,) the interval the start is drawn from: the whole box when bouncing
+        if not self.bounce:
+            steps = self.num_frames - 1
+            velocity = velocity * min(1.0, np.min((high - low) / np.maximum(np.abs(velocity) * steps, 1e-12)))
+            travel = velocity * steps  # (2,) displacement over the clip, slowed to fit inside the box
+            first, last = low - np.minimum(travel, 0.0), high - np.maximum(travel, 0.0)  # its path stays inside
+        start = first + (last - first) * where  # (2,)
+        positions = start + velocity * np.arange(self.num_frames)[:, None]  # (F, 2) a straight line
         if self.bounce:
-            start = low + (high - low) * where  # (2,) anywhere in the box
-            free = start + velocity * t  # (F, 2) unbounded straight line
-            positions = np.stack([reflect(free[:, k], low[k], high[k]) for k in range(2)], axis=1)  # (F, 2)
-        else:
-            travel = velocity * (self.num_frames - 1)  # (2,) displacement over the clip
-            fit = np.min(np.where(np.abs(travel) > 0, (high - low) / np.maximum(np.abs(travel), 1e-12), np.inf))
-            if fit < 1:  # the straight path is longer than the box: slow down until it fits
-                velocity, travel = velocity * fit, travel * fit
-            first = low - np.minimum(travel, 0.0)  # (2,) starts whose path stays in [low, high]
-            last = high - np.maximum(travel, 0.0)
-            start = first + (last - first) * where
-            positions = start + velocity * t  # (F, 2) a straight line inside the box
+            positions = np.stack([reflect(positions[:, k], low[k], high[k]) for k in range(2)], axis=1)  # (F, 2)
         return {
             "shape": shape,
             "colour": tuple(float(c) for c in colour),
