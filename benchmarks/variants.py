@@ -40,6 +40,7 @@ from _common import TRAIN_LOG_LINE
 STOPPED = re.compile(r"stopped after step (\d+) and saved")  # the trainer's line on SIGTERM
 AV_COLUMNS = {  # table column -> (row of the eval report, metric)
     "generated sync": ("generated", "sync_vs_chance"),
+    "generated sync, own chance": ("generated", "sync_vs_own_chance"),
     "video-to-audio": ("video-to-audio", "sync_vs_chance"),
     "audio-to-video": ("audio-to-video", "sync_vs_chance"),
     "onsets/clip": ("generated", "onsets_per_clip"),

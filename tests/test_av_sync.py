@@ -184,8 +184,12 @@ def test_evaluator_rows_with_a_perfect_and_a_shuffled_fake(data):
     assert (
         "video_frechet_distance" not in report[CHANCE_ROW] and "audio_frechet_distance" not in report["video-to-audio"]
     )
+    for row in ("generated", "real", "video-to-audio", "audio-to-video"):  # in sync with their own pictures as well
+        assert report[row]["sync_vs_own_chance"] > 2 and 0 < report[row]["own_chance"] < 0.5, (row, report[row])
+    assert "own_chance" not in report[CHANCE_ROW]
     shuffled = evaluator(FakePipe(data, shuffle=True), data)
     assert shuffled["generated"]["sync_vs_chance"] < report["generated"]["sync_vs_chance"] / 2
+    assert shuffled["generated"]["sync_vs_own_chance"] < report["generated"]["sync_vs_own_chance"] / 2
     alone = AVSyncEvaluator(n=6, video_to_audio=False, audio_to_video=False, dependence=False)(pipe, data)
     assert set(alone) == {"generated", "real", CHANCE_ROW}
 
