@@ -31,7 +31,9 @@ def main() -> None:
     parser.add_argument("run", help="a joint audio-video run folder")
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--joint", default="unipc,euler_ancestral", help="samplers of the joint pass")
-    parser.add_argument("--v2a", default="unipc,euler_ancestral", help="samplers of the sound-for-the-picture pass")
+    parser.add_argument(
+        "--v2a", default="unipc,euler_ancestral", help="samplers of the sound-for-the-picture pass (empty: none)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,7 +63,7 @@ def main() -> None:
         joint = pipe.generate(args.n, seed=0, length=length, sampler=sampler)
         score(f"joint, {sampler}", joint)
         videos = [item["video"] for item in joint]
-        for v2a in args.v2a.split(","):
+        for v2a in filter(None, args.v2a.split(",")):
             sound = pipe.generate(args.n, seed=1, video=videos, sampler=v2a)
             paired = [{"video": v, "audio": s["audio"]} for v, s in zip(videos, sound)]
             score(f"  its video, then the sound with {v2a}", paired)
