@@ -22,7 +22,7 @@ import torch
 from hydra.utils import instantiate
 
 import mmdiff
-from mmdiff.modalities.av.sync import chance_scores, detect, sync_scores
+from mmdiff.modalities.av.sync import chance_scores, detect, scores_with_own_chance, sync_scores
 from mmdiff.modalities.evaluation import real_items
 
 
@@ -48,12 +48,10 @@ def main() -> None:
     length = reference[0]["video"].shape[1] / fps
 
     def score(name: str, items: list[dict]) -> None:
-        found_onsets, found_bounces = detect(items, fps, sample_rate)
-        s = sync_scores(found_onsets, found_bounces, tolerance)
-        own = chance_scores(found_onsets, found_bounces, tolerance)["onsets_near_bounce"]
+        s = scores_with_own_chance(*detect(items, fps, sample_rate), tolerance)
         print(
             f"{name}: precision {s['onsets_near_bounce']:.3f} ({s['onsets_near_bounce'] / chance:.2f}x chance, "
-            f"{s['onsets_near_bounce'] / own:.2f}x own chance {own:.3f}), recall {s['bounces_with_onset']:.3f}, "
+            f"{s['sync_vs_own_chance']:.2f}x own chance {s['own_chance']:.3f}), recall {s['bounces_with_onset']:.3f}, "
             f"onsets/clip {s['onsets_per_clip']:.2f}, bounces/clip {s['bounces_per_clip']:.2f}",
             flush=True,
         )

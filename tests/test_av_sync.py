@@ -13,7 +13,14 @@ from omegaconf import OmegaConf
 
 from mmdiff.modalities.av import SoundingShapes
 from mmdiff.modalities.av.evaluate import CHANCE_ROW, AVSyncEvaluator
-from mmdiff.modalities.av.sync import audio_onsets, chance_scores, sync_report, sync_scores, video_bounces
+from mmdiff.modalities.av.sync import (
+    audio_onsets,
+    chance_scores,
+    scores_with_own_chance,
+    sync_report,
+    sync_scores,
+    video_bounces,
+)
 from mmdiff.modalities.video.metrics import OBJECT_STABILITY_KEYS
 
 SR, FPS = 16000, 8.0
@@ -114,6 +121,14 @@ def test_chance_pools_every_shift():
     assert sync_scores(onsets, bounces, 0.125)["onsets_near_bounce"] == 0  # each clip with its own sound: no hit
     single = chance_scores([np.array([1.0])], [np.array([1.0])], 0.125)
     assert single["onsets_near_bounce"] == 0 and single["onsets"] == 1  # one clip has no other to pair with
+    own = scores_with_own_chance(onsets, bounces, 0.125)  # these clips against their own chance: 0 of 3/4
+    assert own["own_chance"] == pytest.approx(3 / 4) and own["sync_vs_own_chance"] == 0
+    assert own == scores_with_own_chance(onsets, bounces, 0.125, chance)  # a chance already computed is reused
+    in_sync = scores_with_own_chance([np.array([0.5]), np.array([1.0]), np.array([0.52])], bounces, 0.125)
+    assert in_sync["onsets_near_bounce"] == 1 and in_sync["sync_vs_own_chance"] == pytest.approx(
+        1 / in_sync["own_chance"]
+    )
+    assert np.isnan(scores_with_own_chance(*([np.array([1.0])],) * 2, 0.125)["sync_vs_own_chance"])  # no other clip
 
 
 def test_sync_report_real_against_mismatched(data):

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .blocks import zero_init
+
 
 def sinusoid_frequencies(frequencies: int, max_period: float) -> Tensor:
     """The ``frequencies // 2`` angular frequencies of sinusoidal features, geometric from 1 down to about
@@ -74,9 +76,7 @@ class GridPosition(nn.Module):
         super().__init__()
         self.dims = dims
         self.register_buffer("freqs", sinusoid_frequencies(frequencies, max_period), persistent=False)
-        self.proj = nn.Linear(dims * 2 * len(self.freqs), channels)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        self.proj = zero_init(nn.Linear(dims * 2 * len(self.freqs), channels))
 
     def forward(self, sizes: tuple[int, ...]) -> Tensor:  # -> (channels, *sizes)
         if len(sizes) != self.dims:

@@ -24,7 +24,7 @@ That chance level is the real clips', and an onset lands near a bounce by chance
 bounces: generated pictures that flicker show velocity reversals where nothing bounced (2-3 per clip on the CPU preset
 against 1.2 in the data), which raises ``sync_vs_chance`` without any sync. So every row but the chance row also has
 ``own_chance``, its own clips' precision with each clip's bounces against the other clips' onsets of the same row
-(pooled over every shift, :func:`~mmdiff.modalities.av.sync.chance_scores`), and ``sync_vs_own_chance``, its precision
+(pooled over every shift, :func:`~mmdiff.modalities.av.sync.scores_with_own_chance`), and ``sync_vs_own_chance``, its precision
 over that (1: the sound is no more in sync with its own picture than with another clip's).
 
 Per-track quality, the measures of the single-modality evaluators on each track (issue 16), as extra keys of the
@@ -62,7 +62,7 @@ from ..evaluation import check_n, real_items, warn_frechet_size
 from ..video.metrics import FEATURE_NAMES as VIDEO_FEATURES
 from ..video.metrics import object_stability, temporal_consistency_report, video_features
 from .dependence import cross_modal_dependence
-from .sync import chance_scores, detect, sync_scores
+from .sync import chance_scores, detect, scores_with_own_chance
 
 CHANCE_ROW = "real, mismatched (chance)"
 
@@ -99,6 +99,7 @@ class AVSyncEvaluator:
         generated = pipe.generate(n, seed=seed, progress=progress, **generate_options)
         tolerance = 1.0 / fps  # one frame
         onsets, bounces = detect(reference, fps, sample_rate)  # the real clips' detections, for two rows
+        chance = chance_scores(onsets, bounces, tolerance)  # the real clips' own chance level is the chance row
         quality = _track_quality(generated, reference, held_out, sample_rate, n)
         report = {
             "generated": {
@@ -107,12 +108,8 @@ class AVSyncEvaluator:
                 **quality["generated"],
                 **(cross_modal_dependence(pipe, held_out, seed=seed) if self.dependence else {}),
             },
-            "real": {
-                **sync_scores(onsets, bounces, tolerance),
-                **_own_chance(onsets, bounces, tolerance),
-                **quality["real"],
-            },
-            CHANCE_ROW: chance_scores(onsets, bounces, tolerance),
+            "real": {**scores_with_own_chance(onsets, bounces, tolerance, chance), **quality["real"]},
+            CHANCE_ROW: chance,
         }
         if self.video_to_audio:
             videos = [item["video"] for item in held_out]  # n x (3, F, H, W) in [0, 1]
@@ -132,18 +129,9 @@ class AVSyncEvaluator:
         return report
 
 
-def _own_chance(onsets: list, bounces: list, tolerance: float) -> dict[str, float]:
-    """``own_chance`` (these clips' precision with every clip's bounces against the other clips' onsets) and
-    ``sync_vs_own_chance`` (their own precision over it; NaN when it is 0)."""
-    own = chance_scores(onsets, bounces, tolerance)["onsets_near_bounce"]
-    precision = sync_scores(onsets, bounces, tolerance)["onsets_near_bounce"]
-    return {"own_chance": own, "sync_vs_own_chance": precision / own if own > 0 else float("nan")}
-
-
 def _sync_row(items: list[dict], fps: float, sample_rate: int, tolerance: float) -> dict[str, float]:
-    """:func:`~mmdiff.modalities.av.sync.sync_scores` of ``items`` with :func:`_own_chance`, from one detection."""
-    onsets, bounces = detect(items, fps, sample_rate)
-    return {**sync_scores(onsets, bounces, tolerance), **_own_chance(onsets, bounces, tolerance)}
+    """:func:`~mmdiff.modalities.av.sync.scores_with_own_chance` of ``items``' detections."""
+    return scores_with_own_chance(*detect(items, fps, sample_rate), tolerance)
 
 
 def _track_quality(

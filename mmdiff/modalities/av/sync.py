@@ -381,6 +381,23 @@ def chance_scores(onsets: Sequence[np.ndarray], bounces: Sequence[np.ndarray], t
     }
 
 
+def scores_with_own_chance(
+    onsets: Sequence[np.ndarray],
+    bounces: Sequence[np.ndarray],
+    tolerance: float,
+    chance: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """:func:`sync_scores` plus ``own_chance``, the precision of these clips with each clip's bounces against the other
+    clips' onsets (:func:`chance_scores`, or ``chance`` when it is already computed for them), and
+    ``sync_vs_own_chance``, their own precision over it (1: the sound is no more in sync with its own picture than
+    with another clip's; NaN when ``own_chance`` is 0). Clips that show more bounces than the data (flickering
+    generated pictures) have a higher chance level than the real clips', which this ratio accounts for."""
+    scores = sync_scores(onsets, bounces, tolerance)
+    own = (chance_scores(onsets, bounces, tolerance) if chance is None else chance)["onsets_near_bounce"]
+    ratio = scores["onsets_near_bounce"] / own if own > 0 else float("nan")
+    return {**scores, "own_chance": own, "sync_vs_own_chance": ratio}
+
+
 def detect(items: Sequence[dict[str, Any]], fps: float, sample_rate: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(onsets, bounces)``: :func:`audio_onsets` of each item's ``"audio"`` and :func:`video_bounces` of its
     ``"video"``, seconds, one array per item.
