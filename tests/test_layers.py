@@ -30,3 +30,16 @@ def test_an_upward_import_would_be_caught(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     proc = lint_imports(tmp_path, pythonpath=tmp_path)
     assert proc.returncode != 0 and "mmdiff.core.upward -> mmdiff.pipeline" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_training_does_not_import_librosa():
+    """librosa (and numba under it) serves only the measures; a trainer and every modality import without it, so that
+    ``mmdiff train`` starts without compiling numba and runs where numba is missing (a lean GPU image)."""
+    code = (
+        "import sys; import mmdiff.train.trainer, mmdiff.cli, mmdiff.pipeline; "
+        "import mmdiff.modalities.audio, mmdiff.modalities.video, mmdiff.modalities.av; "
+        "import mmdiff.modalities.audio.metrics, mmdiff.modalities.audio.attributes, mmdiff.modalities.av.sync; "
+        "print(sorted(m for m in ('librosa', 'numba') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

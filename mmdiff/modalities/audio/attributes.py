@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-import librosa
 import numpy as np
 
 from .metrics import _as_clips
@@ -116,6 +115,8 @@ def _onsets(spec: np.ndarray, f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     the spectral-flux peaks of :func:`librosa.onset.onset_detect` (re-attacks of the same pitch), merged so that no two
     are closer than :data:`MIN_GAP` s; none in the last :data:`STABLE_FRAMES` frames (the clip's cut-off).
     ``spec`` (bins, F) magnitudes, ``f0`` (F,) Hz, ``voiced`` (F,) bool."""
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     n = len(f0)
     midi = np.where(voiced, np.round(librosa.hz_to_midi(f0)), -1).astype(np.int64)  # (F,), -1 where silent
     starts, previous, t = set(), -1, 0
@@ -167,6 +168,8 @@ class MusicAttributeEstimator:
     # -- measurements ------------------------------------------------------------------------------------------
     def measure(self, waveforms: Iterable, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(features (N, F) timbre features, median_midi (N,) NaN when unvoiced, note_rate (N,) per second)``."""
+        import librosa  # lazily: librosa pulls in numba, which training does not need
+
         clips = _as_clips(waveforms)
         if sample_rate != ANALYSIS_SR:
             clips = [librosa.resample(c, orig_sr=sample_rate, target_sr=ANALYSIS_SR) for c in clips]
@@ -179,6 +182,8 @@ class MusicAttributeEstimator:
 
     @staticmethod
     def _measure_one(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+        import librosa  # lazily: librosa pulls in numba, which training does not need
+
         sr = ANALYSIS_SR
         y = y.astype(np.float64)
         spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))  # (bins, frames)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import librosa
 import numpy as np
 
 from ...metrics import frechet_distance
@@ -33,6 +32,8 @@ ANALYSIS_SR = 8000
 FRAME_LENGTH = 1024
 HOP_LENGTH = 128
 RESOLUTION = 0.25  # semitones
+PYIN_FMIN = 440.0 * 2 ** ((36 - 69) / 12)  # Hz: C2 (MIDI 36), the default lowest pitch tracked
+PYIN_FMAX = 440.0 * 2 ** ((96 - 69) / 12)  # Hz: C7 (MIDI 96), the default highest
 PYIN_BATCH = 16  # clips of equal length analysed together (librosa.pyin takes (..., T) input)
 
 # Names of the columns of audio_features(), in order.
@@ -78,6 +79,8 @@ def _as_clips(waveforms: Iterable) -> list[np.ndarray]:
 
 def _pyin(clips: list[np.ndarray], sample_rate: int, fmin: float, fmax: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(f0 (frames,), voiced (frames,)), ...]`` per clip, batching clips of equal length through librosa.pyin."""
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     if fmax >= ANALYSIS_SR / 2:
         raise ValueError(f"fmax {fmax:.0f} Hz must be below the analysis Nyquist {ANALYSIS_SR / 2:.0f} Hz")
     out: list = [None] * len(clips)
@@ -118,8 +121,8 @@ def cents_off_scale(f0: np.ndarray, scale: str | Sequence[int]) -> np.ndarray:
 def voiced_pitches(
     waveforms: Iterable,
     sample_rate: int,
-    fmin: float = librosa.note_to_hz("C2"),
-    fmax: float = librosa.note_to_hz("C7"),
+    fmin: float = PYIN_FMIN,
+    fmax: float = PYIN_FMAX,
 ) -> tuple[np.ndarray, int]:
     """Pitch in Hz of every voiced frame of a set of mono clips, pooled: ``(f0 (voiced_frames,), frames)``.
 
@@ -158,8 +161,8 @@ def pitch_on_scale_share(
     waveforms: Iterable,
     sample_rate: int,
     scale: str | Sequence[int] = "c_major_pentatonic",
-    fmin: float = librosa.note_to_hz("C2"),
-    fmax: float = librosa.note_to_hz("C7"),
+    fmin: float = PYIN_FMIN,
+    fmax: float = PYIN_FMAX,
     tolerance_cents: float = 50.0,
 ) -> dict[str, float]:
     """Share of pitched frames, and share of those on ``scale``, over a set of mono clips.
@@ -187,6 +190,8 @@ def _periodicity(y: np.ndarray, sample_rate: int, n_fft: int, hop: int, fmin: fl
 
     Near 1 for a steady pitched frame, near 0 for noise; silent frames score 0.
     """
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     frames = librosa.util.frame(np.pad(y, n_fft // 2), frame_length=n_fft, hop_length=hop, axis=0)  # (F, n_fft)
     frames = frames * np.hanning(n_fft)
     spectrum = np.fft.rfft(frames, 2 * n_fft, axis=-1)
@@ -199,6 +204,8 @@ def _periodicity(y: np.ndarray, sample_rate: int, n_fft: int, hop: int, fmin: fl
 
 def _clip_features(y: np.ndarray, sample_rate: int) -> np.ndarray:
     """The :data:`FEATURE_NAMES` vector of one clip (F,). Frames of ~64 ms with a 1/4 hop."""
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     n_fft = 2 ** round(float(np.log2(0.064 * sample_rate)))
     hop = n_fft // 4
     S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))  # (n_fft // 2 + 1, frames) magnitude

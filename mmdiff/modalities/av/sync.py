@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-import librosa
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
@@ -81,6 +80,8 @@ def onset_envelope(waveform: Any, sample_rate: int) -> tuple[np.ndarray, float]:
     rises (:func:`_top_bands_mean`): the dB rise per frame of the bands that rise. Frames
     whose window runs past the end of the waveform are 0 (the cut-off is not an onset).
     """
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     y = _mono(waveform)
     sample_rate = int(sample_rate)
     hop = max(1, round(ONSET_HOP_SECONDS * sample_rate))
@@ -110,6 +111,8 @@ _FULL_SCALE: dict[tuple[int, int], float] = {}
 
 def _full_scale_power(sample_rate: int, n_fft: int) -> float:
     """The largest mel-band power of a full-scale 1 kHz sine with these settings: 0 dB of the onset spectrogram."""
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     key = (sample_rate, n_fft)
     if key not in _FULL_SCALE:
         t = np.arange(4 * n_fft) / sample_rate
@@ -128,6 +131,8 @@ def audio_onsets(waveform: Any, sample_rate: int) -> np.ndarray:
     detector's measured latency :data:`ONSET_LATENCY_SECONDS`, clipped at 0. Silence (below
     :data:`ONSET_FLOOR_DB`) has none.
     """
+    import librosa  # lazily: librosa pulls in numba, which training does not need
+
     envelope, hop_s = onset_envelope(waveform, sample_rate)
     frames = librosa.onset.onset_detect(
         onset_envelope=envelope,
