@@ -13,7 +13,6 @@ changes by more than the tracker allows; one object that stays whole is one trac
 from __future__ import annotations
 
 import argparse
-from itertools import pairwise
 
 import numpy as np
 import torch
@@ -27,20 +26,15 @@ from mmdiff.modalities.evaluation import real_items
 def reversals(video) -> tuple[list[tuple[float, float, float]], float, int]:
     """``([(at a wall 0/1, speed in, speed out) per reversal], blobs per frame, tracks)`` of one clip (3, F, H, W),
     with the sync measure's own blob finder, tracker and dead band."""
-    clip = sync._as_video(video)
-    side = min(clip.shape[2:])
-    blobs = sync._blobs(clip.max(axis=0))
-    tracks = sync._tracks(blobs, sync.MAX_JUMP * side)
+    blobs, tracks, side = sync.object_tracks(video)
     found = []
     for _, rows in tracks:  # rows (length, 7): y, x, mass, touches top, bottom, left, right
         velocity = np.diff(rows[:, :2], axis=0)
         for axis in range(2):
             v = velocity[:, axis]
-            signs = np.where(np.abs(v) > sync.DEAD_BAND * side, np.sign(v), 0.0)
-            for i, j in pairwise(np.flatnonzero(signs)):
-                if signs[i] != signs[j]:
-                    wall = 3 + 2 * axis + (1 if signs[i] > 0 else 0)  # the border it moved towards
-                    found.append((float(rows[i : j + 2, wall].max()), abs(v[i]), abs(v[j])))
+            for i, j in sync.velocity_reversals(v, sync.DEAD_BAND * side):
+                wall = 3 + 2 * axis + (1 if v[i] > 0 else 0)  # the border it moved towards
+                found.append((float(rows[i : j + 2, wall].max()), abs(v[i]), abs(v[j])))
     return found, float(np.mean([len(b) for b in blobs])), len(tracks)
 
 

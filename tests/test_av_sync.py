@@ -19,6 +19,7 @@ from mmdiff.modalities.av.sync import (
     scores_with_own_chance,
     sync_report,
     sync_scores,
+    velocity_reversals,
     video_bounces,
 )
 from mmdiff.modalities.video.metrics import OBJECT_STABILITY_KEYS
@@ -90,6 +91,13 @@ def test_still_or_empty_video_has_no_bounces(data):
     assert video_bounces(torch.zeros_like(video), FPS).size == 0  # no bright object
     noisy = (0.1 + 0.05 * torch.randn(video.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     assert video_bounces(noisy, FPS).size == 0  # dark noise is background
+
+
+def test_velocity_reversals_skip_the_dead_band():
+    v = np.array([1.0, 0.9, 0.05, -0.02, -1.0, -1.1, 0.0, 1.2, 0.5])
+    assert velocity_reversals(v, 0.1) == [(1, 4), (5, 7)]  # signs across the dead-band steps 2, 3 and 6
+    assert velocity_reversals(v, 2.0) == []  # all inside the band: no sign, no reversal
+    assert velocity_reversals(np.array([0.5, -0.5]), 0.0) == [(0, 1)]
 
 
 def test_sync_scores_definitions():

@@ -197,12 +197,12 @@ def _blobs(value: np.ndarray) -> list[np.ndarray]:
 
 
 def _tracks(blobs: list[np.ndarray], max_jump: float) -> list[tuple[int, np.ndarray]]:
-    """Link blobs frame to frame into tracks ``(first frame, rows (length, 3) of (y, x, mass))`` by minimum total
+    """Link blobs frame to frame into tracks ``(first frame, rows (length, 7))`` (the blobs' rows) by minimum total
     distance (Hungarian assignment). A blob with no partner within ``max_jump`` pixels, or whose mass differs from its
     partner's by more than :data:`MASS_CHANGE` (two objects merging or parting: the centroid jumps between them),
     starts a new track."""
     finished: list[tuple[int, list]] = []
-    active: list[tuple[int, list]] = []  # (first frame, [(y, x, mass), ...]) of tracks that reached the last frame
+    active: list[tuple[int, list]] = []  # (first frame, [blob row, ...]) of tracks that reached the last frame
     for f, rows in enumerate(blobs):
         matched: dict[int, int] = {}  # blob -> active track
         if active and len(rows):
@@ -265,6 +265,27 @@ def _edge_bounce(v: np.ndarray, touch: np.ndarray, dead_band: float) -> list[flo
     return [0.5 * (1 - abs(v[0]) / speed)]
 
 
+def object_tracks(video: Any) -> tuple[list[np.ndarray], list[tuple[int, np.ndarray]], int]:
+    """The bright objects of a clip ``(3, F, H, W)`` as the sync measure sees them: ``(blobs, tracks, side)``.
+
+    ``blobs``: per frame, rows ``(y, x, mass, top, bottom, left, right)`` (:func:`_blobs`, on the HSV value, so
+    brightness whatever the hue); ``tracks``: ``(first frame, rows (length, 7))`` linked by :func:`_tracks` within
+    :data:`MAX_JUMP` shorter sides; ``side``: the shorter frame side in pixels, the unit of the thresholds.
+    """
+    clip = _as_video(video)
+    side = min(clip.shape[2:])
+    blobs = _blobs(clip.max(axis=0))  # HSV value (F, H, W)
+    return blobs, _tracks(blobs, MAX_JUMP * side), side
+
+
+def velocity_reversals(v: np.ndarray, dead_band: float) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of velocities ``v`` (along one axis, frame to frame) that reverse: ``v[i]``
+    and ``v[j]`` are the consecutive velocities outside ``dead_band`` and their signs differ (velocities inside it,
+    between them, have no sign)."""
+    signs = np.where(np.abs(v) > dead_band, np.sign(v), 0.0)
+    return [(int(i), int(j)) for i, j in pairwise(np.flatnonzero(signs)) if signs[i] != signs[j]]
+
+
 def video_bounces(video: Any, fps: float) -> np.ndarray:
     """Bounce times in seconds (sorted, float64) of the bright objects in a clip ``(3, F, H, W)``, from frames alone.
 
@@ -273,26 +294,22 @@ def video_bounces(video: Any, fps: float) -> np.ndarray:
     frame) having no sign; its time is placed within the frames by :func:`_reversal_time` and divided by ``fps``.
     A bounce off a corner reverses both axes and counts twice, as two walls are hit (and two knocks sound).
     """
-    clip = _as_video(video)
     if fps <= 0:
         raise ValueError(f"fps: need a positive frame rate, got {fps}")
-    side = min(clip.shape[2:])
-    blobs = _blobs(clip.max(axis=0))  # HSV value (F, H, W): brightness whatever the hue
+    blobs, tracks, side = object_tracks(video)
+    frames = len(blobs)
     times = []
-    for first, rows in _tracks(blobs, MAX_JUMP * side):
+    for first, rows in tracks:
         velocity = np.diff(rows[:, :2], axis=0)  # (length - 1, 2) pixels per frame
         for axis in range(2):
             v = velocity[:, axis]
-            signs = np.where(np.abs(v) > DEAD_BAND * side, np.sign(v), 0.0)
-            signed = np.flatnonzero(signs)
-            for i, j in pairwise(signed):
-                if signs[i] != signs[j]:
-                    times.append((first + _reversal_time(v[i], v[j], i, j)) / fps)
+            for i, j in velocity_reversals(v, DEAD_BAND * side):
+                times.append((first + _reversal_time(v[i], v[j], i, j)) / fps)
             if len(v) >= 2 and first == 0:
                 times += [t / fps for t in _edge_bounce(v, rows[0, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)]
-            if len(v) >= 2 and first + len(rows) == clip.shape[1]:
+            if len(v) >= 2 and first + len(rows) == frames:
                 end = _edge_bounce(-v[::-1], rows[-1, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)
-                times += [(clip.shape[1] - 1 - t) / fps for t in end]
+                times += [(frames - 1 - t) / fps for t in end]
     return np.sort(np.asarray(times, dtype=np.float64))
 
 
