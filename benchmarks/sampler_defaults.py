@@ -27,7 +27,18 @@ CONFIGS = {
         "spacing": "exponential",
         "sigma_data": 1.0,
     },
-    "`trig_pc`, exponential, `sigma_data: 1`": {"sampler": "trig_pc", "spacing": "exponential", "sigma_data": 1.0},
+    "`trig_pc` (`order: 3`), exponential, `sigma_data: 1`": {
+        "sampler": "trig_pc",
+        "spacing": "exponential",
+        "sigma_data": 1.0,
+        "order": 3,
+    },
+    "`trig_pc` (`order: 2`), exponential, `sigma_data: 1`": {
+        "sampler": "trig_pc",
+        "spacing": "exponential",
+        "sigma_data": 1.0,
+        "order": 2,
+    },
 }
 
 
@@ -61,7 +72,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     # trig_pc's first-step list (docs/core.md): against the ODE's solution from the same start (200 exponential
     # steps from 80), not against its own 100-step list, which keeps the one long first step
-    trig = {"sampler": "trig_pc", "sigma_data": 1.0}
+    trig = {"sampler": "trig_pc", "sigma_data": 1.0, "order": 3}
     solution = generate(200, {**trig, "sigmas": exponential_sigmas(200, 0.01, 80.0)})
     jumps = [
         f"{steps} steps {rms(generate(steps, {**trig, 'sigmas': jump_sigmas(steps, 0.01, 2.0, 80.0)}), solution):.4f}"
@@ -86,7 +97,7 @@ def main() -> None:
             "|---|---:|---:|",
             *rows,
             "",
-            "`trig_pc` over `jump_sigmas(steps, 0.01, 2, 80)` against the ODE's solution from the same start (`trig_pc`,"
+            "`trig_pc` (`order: 3`) over `jump_sigmas(steps, 0.01, 2, 80)` against the ODE's solution from the same start (`trig_pc`,"
             " 200 exponential steps from 80): " + ", ".join(jumps) + ".",
             "",
             "100-step results against each other (their ranges end at different sigmas): " + "; ".join(between) + ".",
