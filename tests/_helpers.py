@@ -1,5 +1,6 @@
 """Shared helpers for the tests."""
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -9,6 +10,24 @@ from pathlib import Path
 import torch
 
 from mmdiff.core import GaussianMixture
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module ``bench_<name>`` (registered in ``sys.modules``, where
+    dataclasses look their module up). The scripts import their sibling ``_common``, so the folder is on
+    ``sys.path`` while it loads."""
+    key = f"bench_{name}"
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(key, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 def mixture_for(shape, components: int = 3, seed: int = 0) -> GaussianMixture:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from _helpers import load_benchmark
 
 from mmdiff.core.spacing import exponential_sigmas, jump_sigmas
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import jump_anisotropy
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        sys.modules.pop("jump_anisotropy", None)
-    return jump_anisotropy
-
 
 def test_reference_is_the_converged_solution_and_the_jump_is_exact_only_when_isotropic():
-    bench = _bench()
+    bench = load_benchmark("jump_anisotropy")
     data = bench.gaussians()
     many = exponential_sigmas(200, bench.SIGMA_MIN, 20.0)
     for mean, lam in data.values():  # a converged sampler lands on the closed-form reference

@@ -7,21 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import load_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import prompt_response
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return prompt_response
-
-
 def test_same_prompts_respond_zero_and_different_ones_do_not(doc_runs):
-    bench = _bench()
+    bench = load_benchmark("prompt_response")
     same = ("a slow sine melody", "a slow sine melody")
     other = ("a slow sine melody", "a fast square melody in a high register")
     result, checkpoint = bench.prompt_response(doc_runs / "music_text", [same, other], n=4, sigmas=(10.0, 0.1))
@@ -44,7 +36,7 @@ def test_cli_writes_the_table_and_rejects_a_pair_without_two_prompts(doc_runs, t
 
 
 def test_report_name_names_the_run_and_the_checkpoint(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("prompt_response")
     checkpoint = tmp_path / "my_run" / "checkpoints" / "step_000500"
     checkpoint.mkdir(parents=True)
     assert bench.report_name(tmp_path / "my_run") == "my_run"

@@ -3,12 +3,11 @@ end-to-end run writing the report and the plot."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import load_benchmark
 
 from mmdiff.core import GaussianMixture, karras_sigmas, sample
 
@@ -17,16 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmark imports its sibling _common
-    try:
-        spec = importlib.util.spec_from_file_location("bench_samplers", BENCHMARKS / "samplers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        sys.modules.pop("bench_samplers", None)
+    return load_benchmark("samplers")
 
 
 def test_steps_never_exceed_the_nfe(bench):

@@ -8,19 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _helpers import load_benchmark
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def test_quick_run_writes_every_row_and_the_jump_list_is_as_documented(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import trig_pc as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = load_benchmark("trig_pc")
     sigmas = bench.sigmas(10, 0.5, 80.0, 2.0).tolist()
     assert len(sigmas) == 11 and sigmas[0] == 40.0 and abs(sigmas[1] - 1.0) < 1e-12 and sigmas[-1] == 0.0
     assert abs(sigmas[-2] - 0.005) < 1e-12 and all(a > b for a, b in itertools.pairwise(sigmas))
-    sys.modules.pop("trig_pc", None)
 
     subprocess.run(
         [sys.executable, "trig_pc.py", "--quick", "--out", str(tmp_path)], cwd=BENCHMARKS, check=True, timeout=300
