@@ -39,7 +39,8 @@ ROWS = {  # label -> (sampler, sigma_max / sigma_data, first step's end / sigma_
     "trig_pc": ("trig_pc", 20.0, None),
     "trig_pc, 80 -> 2": ("trig_pc", 80.0, 2.0),
 }
-#: Options of every row's sampler: ``trig_pc`` at ``order=3`` (its default until 2026-11-28, when the table was made).
+#: Options of every row's sampler: ``trig_pc`` at ``order=3``, the order of the committed table (2026-11-26; the
+#: sampler's default was 3 until 2026-11-28).
 OPTIONS = {"unipc": {}, "trig_pc": {"order": 3}}
 
 

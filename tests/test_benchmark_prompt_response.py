@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from _helpers import load_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -41,9 +40,3 @@ def test_report_name_names_the_run_and_the_checkpoint(tmp_path):
     checkpoint.mkdir(parents=True)
     assert bench.report_name(tmp_path / "my_run") == "my_run"
     assert bench.report_name(checkpoint) == "my_run_step_000500"
-
-
-@pytest.fixture(autouse=True)
-def _forget_module():
-    yield
-    sys.modules.pop("prompt_response", None)

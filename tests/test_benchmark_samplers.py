@@ -3,15 +3,11 @@ end-to-end run writing the report and the plot."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from _helpers import load_benchmark
 
 from mmdiff.core import GaussianMixture, karras_sigmas, sample
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
