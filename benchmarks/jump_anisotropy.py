@@ -7,10 +7,10 @@ probability-flow ODE has a closed form: for ``x0 ~ N(m, diag(lam))`` the point `
 ``m + sqrt((lam + s^2) / (lam + sigma0^2)) (x - m)`` at ``s``. Every sampler run ends with the denoising step from
 ``sigma_min``, so the reference is the exact solution at ``sigma_min`` denoised exactly.
 
-Three data sets in 64 dims, each of unit variance per dimension: isotropic (``lam = 1``), anisotropic (variances log-spaced over
-1e-3 .. 4, normalised to mean 1, as log-mel bins and their correlations give many directions of small variance), and
-the anisotropic one with a non-zero mean (scale about 1.2 with it). Cells: RMS distance to the exact result over 2000 starting points (the
-data's RMS is about 1), at 10, 20 and 100 steps.
+Three data sets in 64 dims, each of unit variance per dimension: isotropic (``lam = 1``), anisotropic (variances
+log-spaced over 1e-3 .. 4, normalised to mean 1, as log-mel bins and their correlations give many directions of small
+variance), and the anisotropic one with a non-zero mean (scale about 1.2 with it). Cells: RMS distance to the exact
+result over 2000 starting points (the data's RMS is about 1), at 10, 20 and 100 steps.
 
     python benchmarks/jump_anisotropy.py --out benchmarks/results   # a few seconds
 """
@@ -28,25 +28,26 @@ from mmdiff.core import SAMPLERS
 from mmdiff.core.spacing import exponential_sigmas, jump_sigmas
 
 DIM, POINTS, STEPS, SIGMA_MIN = 64, 2000, (10, 20, 100), 0.01
+
+
+def _exponential(steps: int) -> torch.Tensor:
+    """``sample()``'s default spacing for data of unit scale: exponential over 20 .. 0.01, then 0."""
+    return exponential_sigmas(steps, SIGMA_MIN, 20.0)
+
+
+def _jump(top: float):
+    """The sigma lists that start at ``top`` and go in one step to 2, then exponentially to 0.01 (and 0)."""
+    return lambda steps: jump_sigmas(steps, SIGMA_MIN, 2.0, top)
+
+
+ORDER_3 = {"order": 3}
 ROWS = {  # label -> (sampler, its options, sigma list for a number of steps)
-    "`unipc`, exponential 20 .. 0.01 (the defaults)": ("unipc", {}, lambda k: exponential_sigmas(k, SIGMA_MIN, 20.0)),
-    "`trig_pc`, exponential 20 .. 0.01": ("trig_pc", {}, lambda k: exponential_sigmas(k, SIGMA_MIN, 20.0)),
-    "`trig_pc` (`order=3`), exponential 20 .. 0.01": (
-        "trig_pc",
-        {"order": 3},
-        lambda k: exponential_sigmas(k, SIGMA_MIN, 20.0),
-    ),
-    "`trig_pc` (`order=3`), 80 then 2 .. 0.01 (`jump_sigmas`)": (
-        "trig_pc",
-        {"order": 3},
-        lambda k: jump_sigmas(k, SIGMA_MIN, 2.0, 80.0),
-    ),
-    "`trig_pc` (`order=3`), 20 then 2 .. 0.01": (
-        "trig_pc",
-        {"order": 3},
-        lambda k: jump_sigmas(k, SIGMA_MIN, 2.0, 20.0),
-    ),
-    "`unipc`, 80 then 2 .. 0.01": ("unipc", {}, lambda k: jump_sigmas(k, SIGMA_MIN, 2.0, 80.0)),
+    "`unipc`, exponential 20 .. 0.01 (the defaults)": ("unipc", {}, _exponential),
+    "`trig_pc`, exponential 20 .. 0.01": ("trig_pc", {}, _exponential),
+    "`trig_pc` (`order=3`), exponential 20 .. 0.01": ("trig_pc", ORDER_3, _exponential),
+    "`trig_pc` (`order=3`), 80 then 2 .. 0.01 (`jump_sigmas`)": ("trig_pc", ORDER_3, _jump(80.0)),
+    "`trig_pc` (`order=3`), 20 then 2 .. 0.01": ("trig_pc", ORDER_3, _jump(20.0)),
+    "`unipc`, 80 then 2 .. 0.01": ("unipc", {}, _jump(80.0)),
 }
 
 

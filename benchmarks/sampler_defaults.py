@@ -97,8 +97,8 @@ def main() -> None:
             "|---|---:|---:|",
             *rows,
             "",
-            "`trig_pc` (`order: 3`) over `jump_sigmas(steps, 0.01, 2, 80)` against the ODE's solution from the same start (`trig_pc`,"
-            " 200 exponential steps from 80): " + ", ".join(jumps) + ".",
+            "`trig_pc` (`order: 3`) over `jump_sigmas(steps, 0.01, 2, 80)` against the ODE's solution from the same"
+            " start (`trig_pc`, 200 exponential steps from 80): " + ", ".join(jumps) + ".",
             "",
             "100-step results against each other (their ranges end at different sigmas): " + "; ".join(between) + ".",
             "",

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-from _helpers import load_benchmark
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from _helpers import BENCHMARKS, load_benchmark
 
 
 def test_same_prompts_respond_zero_and_different_ones_do_not(doc_runs):

@@ -6,11 +6,8 @@ import itertools
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from _helpers import load_benchmark
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from _helpers import BENCHMARKS, load_benchmark
 
 
 def test_quick_run_writes_every_row_and_the_jump_list_is_as_documented(tmp_path):

@@ -382,8 +382,8 @@ def trig_pc(
     default: exponential sigmas, even in ``log sigma``, make steps in ``phi`` grow several-fold through ``sigma ~
     sigma_data``, and a quadratic extrapolated over them amplifies a trained network's roughness (on a joint
     audio-video network ``order = 3`` landed 3x farther from its 100-step result at 10 steps than ``order = 2``), while
-    on smooth exact denoisers ``order = 3`` can be closer (4x on an anisotropic Gaussian; docs/core.md). Warm-up and lower-order
-    final steps as the other multistep samplers; the step to ``sigma = 0`` returns the denoised estimate.
+    on smooth exact denoisers ``order = 3`` can be closer (4x on an anisotropic Gaussian; docs/core.md). Warm-up and
+    lower-order final steps as the other multistep samplers; the step to ``sigma = 0`` returns the denoised estimate.
     ``sigma_data``: the data's standard deviation (:func:`mmdiff.core.sample` passes its own).
     """
     if order not in (1, 2, 3):
