@@ -51,12 +51,15 @@ def sigmas(steps: int, sd: float, top: float, jump: float | None):
     return jump_sigmas(steps, 0.01 * sd, jump * sd, top * sd)
 
 
-def distance(mixture, sampler: str, sigma_list, seed: int) -> float:
+def distance(mixture, sampler: str, sigma_list, seed: int, n: int | None = None) -> float:
+    """Sliced Wasserstein distance of ``n`` (default :data:`N`) samples from noise seed ``seed`` to as many true ones
+    (seed ``100 + seed``); the start is scaled to the marginal's size at ``sigma_list[0]``."""
+    n = n or N
     sd = mixture.std
-    z = torch.randn(N, mixture.dim, generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(n, mixture.dim, generator=torch.Generator().manual_seed(seed))
     options = {**OPTIONS[sampler], **({"sigma_data": sd} if sampler == "trig_pc" else {})}
     x = SAMPLERS[sampler](mixture.denoise, z * math.hypot(float(sigma_list[0]), sd), sigma_list, **options)
-    return sliced_wasserstein(x, mixture.sample(N, torch.Generator().manual_seed(100 + seed)))
+    return sliced_wasserstein(x, mixture.sample(n, torch.Generator().manual_seed(100 + seed)))
 
 
 def main() -> None:

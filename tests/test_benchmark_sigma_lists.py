@@ -28,3 +28,11 @@ def test_fitted_lists_hold_what_the_report_says():
     uneven = known_answer_mixtures()["uneven x1"]
     fitted = bench.mixture_distance(uneven, bench.interpolated(bench.FITTED, 10), seed=0, n=8192)
     assert fitted < bench.mixture_distance(uneven, default, seed=0, n=8192)
+
+
+def test_fit_gives_ten_step_lists_that_keep_their_top():
+    bench = load_benchmark("sigma_lists")
+    for top in ([bench.SIGMA_MAX], bench.FITTED_BELOW_TOP[:3]):
+        fitted = bench.fit(top, cap=None, evaluations=3, n=512)
+        assert len(fitted) == 10 and fitted[: len(top)] == top
+        assert (torch.tensor(fitted).diff() < 0).all() and fitted[-1] >= bench.SIGMA_MIN - 1e-9
