@@ -55,6 +55,21 @@ def compose_recipe(name: str, overrides: Sequence[str] = ()) -> Any:
         return compose(config_name="config", overrides=[f"recipe={name}", *overrides])
 
 
+# ---- a trained run -------------------------------------------------------------------------------------------------
+def seeded_sampler(run: str | Path, n: int) -> Callable[..., torch.Tensor]:
+    """``generate(**options)``: ``n`` samples in ``run``'s model space (EMA weights, its conditioner's default
+    request) from seeds ``0 .. n-1``, through :func:`mmdiff.core.sample` with ``options`` (sampler, steps, sigmas ...).
+    The same seeds give the same starting noise whatever the options, so results can be compared pairwise."""
+    import mmdiff
+    from mmdiff.core import sample
+
+    pipe = mmdiff.load(run)
+    shape = (n, *pipe.adapter.sample_shape(None))
+    cond = pipe.conditioner.request(n, pipe.device)
+    schedule = pipe.model.schedule
+    return lambda **options: sample(pipe.denoiser, shape, seed=list(range(n)), schedule=schedule, cond=cond, **options)
+
+
 # ---- a benchmark's start ------------------------------------------------------------------------------------------
 def bench_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
     """The command line every benchmark takes: ``--out`` (folder for the report) and ``--quick`` (a smoke test)."""

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import torch
+from _common import seeded_sampler
 
-import mmdiff
-from mmdiff.core import jump_sigmas, sample
+from mmdiff.core import jump_sigmas
 from mmdiff.core.spacing import exponential_sigmas
 
 CONFIGS = {
@@ -51,13 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # small calls: one thread is faster on a shared 2-core machine
     start = time.perf_counter()
-    pipe = mmdiff.load(args.run)
-    shape = (args.n, *pipe.adapter.sample_shape(None))
-    cond = pipe.conditioner.request(args.n, pipe.device)
-    seeds = list(range(args.n))
+    draw = seeded_sampler(args.run, args.n)
 
     def generate(steps: int, options: dict) -> torch.Tensor:
-        return sample(pipe.denoiser, shape, seed=seeds, schedule=pipe.model.schedule, cond=cond, steps=steps, **options)
+        return draw(steps=steps, **options)
 
     def rms(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((a - b) ** 2).mean().sqrt().item()

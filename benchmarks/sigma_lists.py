@@ -31,13 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import begin, bench_parser
+from _common import begin, bench_parser, seeded_sampler
 from jump_anisotropy import error, gaussians
 from scipy.optimize import minimize
 from trig_pc import distance
 
-import mmdiff
-from mmdiff.core import sample
 from mmdiff.core.gmm import known_answer_mixtures
 from mmdiff.core.spacing import exponential_sigmas
 from mmdiff.core.step_tuning import logits_from_sigmas, sigmas_from_logits
@@ -91,15 +89,17 @@ def fit(top: list[float], cap: float | None, evaluations: int, n: int | None = N
     :data:`SIGMA_MIN`, to the mixtures; ``cap``: the anisotropic error allowed (None: no cap)."""
     mixtures = known_answer_mixtures()
     default = exponential_sigmas(CONVERGED, SIGMA_MIN, SIGMA_MAX)  # its converged distance: the fit's denominator
-    converged = {p: sum(mixture_distance(mixtures[p], default, s, n) for s in FIT_SEEDS) for p in PROBLEMS}
+
+    def summed(problem: str, sigmas: torch.Tensor) -> float:  # distances over the fit's seeds
+        return sum(mixture_distance(mixtures[problem], sigmas, s, n) for s in FIT_SEEDS)
+
+    converged = {p: summed(p, default) for p in PROBLEMS}
     best = [math.inf, None]
 
     def objective(theta: np.ndarray) -> float:
         below = sigmas_from_logits(top[-1], SIGMA_MIN, theta)  # [top[-1], steps - len(top) values, 0]
         sigmas = torch.cat([torch.tensor(top[:-1], dtype=torch.float64), below])
-        value = max(
-            sum(mixture_distance(mixtures[p], sigmas, s, n) for s in FIT_SEEDS) / converged[p] for p in PROBLEMS
-        )
+        value = max(summed(p, sigmas) / converged[p] for p in PROBLEMS)
         if cap is not None:
             value += 100 * max(0.0, anisotropic_error(sigmas) - cap)
         if value < best[0]:
@@ -119,20 +119,10 @@ def fit(top: list[float], cap: float | None, evaluations: int, n: int | None = N
 
 def trained_rows(run: Path, seeds: int = 8) -> list[str]:
     """``run``'s RMS distance at 10 and 20 steps to its ODE solution from the same noise, for each list."""
-    pipe = mmdiff.load(run)
-    shape = (seeds, *pipe.adapter.sample_shape(None))
-    cond = pipe.conditioner.request(seeds, pipe.device)
+    draw = seeded_sampler(run, seeds)
 
     def generate(sigmas: torch.Tensor) -> torch.Tensor:
-        return sample(
-            pipe.denoiser,
-            shape,
-            "unipc",
-            seed=list(range(seeds)),
-            schedule=pipe.model.schedule,
-            cond=cond,
-            sigmas=sigmas,
-        )
+        return draw(sampler="unipc", sigmas=sigmas)
 
     solution = generate(exponential_sigmas(CONVERGED, SIGMA_MIN, SIGMA_MAX))
     rows = []
