@@ -72,6 +72,19 @@ def test_cross_attention_starts_silent_then_listens_to_real_tokens_only(dims):
     torch.testing.assert_close(moved[1], listened[1])
 
 
+def test_pooled_norm_makes_two_captions_differ_in_the_embedding_from_the_first_step():
+    """``pooled_norm``: the pooled text reaches the timestep embedding through LayerNorm and a linear layer with
+    unit-variance outputs (as a class label's embedding), whatever the pooled vectors' scale; without it through a
+    zero-initialised layer, so a fresh network ignores it."""
+    plain, normed = tiny_unet(1, pooled_norm=False), tiny_unet(1, pooled_norm=True)
+    pooled = 5.0 * torch.randn(64, 12, generator=torch.Generator().manual_seed(0))  # (B, context_dim)
+    assert plain.pooled(pooled).abs().max() == 0
+    emb = normed.pooled(pooled)  # (B, emb_dim)
+    assert emb.shape == (64, plain.time.mlp[-1].out_features)  # (B, emb_dim)
+    assert 0.6 < emb.std().item() < 1.6
+    assert (emb[0] - emb[1]).norm() > 0.5 * emb[0].norm()
+
+
 def test_a_unet_without_cross_attention_refuses_a_context_and_checks_its_width():
     with pytest.raises(ValueError, match="no cross-attention; set net.context_dim"):
         tiny_unet(1, context_dim=0)(torch.randn(SHAPES[1]), torch.rand(2), context=torch.randn(2, 3, 12))
@@ -171,9 +184,11 @@ class CaptionedTones:
         return {"audio": audio, "caption": "a high tone" if high else "a low tone"}
 
 
-def make_text_trainer(run_dir, objective=None, **settings):
+def make_text_trainer(run_dir, objective=None, lr_scale=1.0, optimizer=None, **settings):
     torch.manual_seed(0)
-    text = TextPrompts(max_length=16, dim=16, layers=1, heads=2, prompts=["a low tone", "a high tone"])
+    text = TextPrompts(
+        max_length=16, dim=16, layers=1, heads=2, prompts=["a low tone", "a high tone"], lr_scale=lr_scale
+    )
     adapter = LogMelAdapter(sample_rate=8000, n_fft=64, hop_length=32, n_mels=8, duration=0.06, frame_multiple=2)
     defaults = dict(
         max_steps=6,
@@ -191,7 +206,7 @@ def make_text_trainer(run_dir, objective=None, **settings):
         net=tiny_text_net(text),
         dataset=CaptionedTones(),
         objective=objective or DiffusionLoss(DiffusionModel(vp_cosine(), "v")),
-        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        optimizer=optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3)),
         run_dir=run_dir,
         config_yaml="{}\n",
         generate={"steps": 2, "num_samples": 2},
@@ -214,12 +229,13 @@ class DiesAt:
         return self.inner(*args, **kwargs)
 
 
-def test_a_resumed_run_with_a_jointly_trained_text_encoder_ends_with_the_same_weights(tmp_path):
-    straight = make_text_trainer(tmp_path / "straight", max_steps=7).fit()
+@pytest.mark.parametrize("lr_scale", [1.0, 0.1])
+def test_a_resumed_run_with_a_jointly_trained_text_encoder_ends_with_the_same_weights(tmp_path, lr_scale):
+    straight = make_text_trainer(tmp_path / "straight", max_steps=7, lr_scale=lr_scale).fit()
     loss = DiffusionLoss(DiffusionModel(vp_cosine(), "v"))
     with pytest.raises(Interrupt):
-        make_text_trainer(tmp_path / "killed", DiesAt(loss, 5), max_steps=7).fit()
-    resumed = make_text_trainer(tmp_path / "killed", max_steps=7, resume="auto").fit()
+        make_text_trainer(tmp_path / "killed", DiesAt(loss, 5), max_steps=7, lr_scale=lr_scale).fit()
+    resumed = make_text_trainer(tmp_path / "killed", max_steps=7, resume="auto", lr_scale=lr_scale).fit()
     names = list(straight.state_dict())
     assert any(n.startswith("encoder.") for n in names) and any(n.startswith("net.") for n in names)
     encoder_moved = False
@@ -234,6 +250,33 @@ def test_a_resumed_run_with_a_jointly_trained_text_encoder_ends_with_the_same_we
     ema_b = load_file(newest_checkpoint(tmp_path / "killed") / "ema.safetensors")
     for k in ema_a:
         torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_the_encoders_lr_scale_gives_it_its_own_learning_rate(tmp_path):
+    """``conditioner.lr_scale``: the built-in encoder's parameters train at that share of ``optim.lr``, the network's
+    at ``optim.lr``; 0 keeps the encoder at its start; without it there is one group, as before."""
+    built = []
+
+    def adamw(params):
+        built.append(torch.optim.AdamW(params, lr=1e-3))
+        return built[-1]
+
+    net = make_text_trainer(tmp_path / "scaled", lr_scale=0.1, optimizer=adamw, max_steps=2).fit()
+    encoder_ids = {id(p) for p in net.encoder.parameters()}
+    groups = built[-1].param_groups
+    assert sorted(g["initial_lr"] for g in groups) == pytest.approx([1e-4, 1e-3])
+    for group in groups:
+        in_encoder = {id(p) in encoder_ids for p in group["params"]}
+        assert in_encoder == {group["initial_lr"] < 1e-3}  # each group is all encoder or all network
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    start = tiny_text_net(TextPrompts(max_length=16, dim=16, layers=1, heads=2)).state_dict()
+    still = make_text_trainer(tmp_path / "frozen", lr_scale=0.0, max_steps=2).fit().state_dict()
+    assert all(torch.equal(v, start[n]) for n, v in still.items() if n.startswith("encoder."))
+    assert any(not torch.equal(v, start[n]) for n, v in still.items() if n.startswith("net."))
+    make_text_trainer(tmp_path / "plain", optimizer=adamw, max_steps=1).fit()
+    assert len(built[-1].param_groups) == 1
+    with pytest.raises(ValueError, match="conditioner.lr_scale.*-1"):
+        TextPrompts(lr_scale=-1)
 
 
 # ---- a frozen Hugging Face encoder from a local folder, built here (no hub access) ------------------------------

@@ -7,7 +7,7 @@ from _helpers import train_tiny_run
 import mmdiff
 from mmdiff.modalities.video.adapter import VideoAdapter
 from mmdiff.nn import UNet
-from mmdiff.nn.blocks import Attention, FrameGroupNorm, SpatialAttention, TemporalAttention
+from mmdiff.nn.blocks import Attention, FrameGroupNorm, ResBlock, SpatialAttention, TemporalAttention
 
 
 def video_unet(**kw):
@@ -123,6 +123,39 @@ def test_positions_start_at_zero_and_then_tell_frames_and_places_apart():
     out = placed(still, t)
     assert (out[:, :, 1:-1] - out[:, :, 2:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-4  # inner frames differ too
     assert placed(torch.randn(1, 3, 11, 8, 16), t).shape == (1, 3, 11, 8, 16)  # any clip length and frame size
+
+
+def test_frame_embedding_starts_at_zero_then_gives_each_frame_its_own_scale_and_shift():
+    """``frame_embedding``: each frame's index joins the timestep embedding through a zero-initialised layer, so a fresh
+    net computes what the net without it does; once non-zero, a clip that is the same in every frame gives different
+    frames out, and how they differ depends on the label (a product of condition and frame, what "moving left"
+    needs). Any clip length works; a net that halves its frames cannot have it."""
+    plain, framed = video_unet(), video_unet(frame_embedding=True)
+    assert set(framed.state_dict()) - set(plain.state_dict()) == {
+        "frame_embedding.proj.weight",
+        "frame_embedding.proj.bias",
+    }
+    framed.load_state_dict(plain.state_dict(), strict=False)
+    torch.nn.init.normal_(plain.out[-1].spatial.weight)  # let the (zero-initialised) output layer pass something
+    framed.out[-1].spatial.weight.data.copy_(plain.out[-1].spatial.weight)
+    for block in framed.modules():  # and the residual blocks' second convolutions
+        if isinstance(block, ResBlock):
+            block.conv2.spatial.weight.data.normal_(std=0.1)
+    still = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 6, 8, 8).contiguous()  # (B, C, F, H, W): one frame, six times
+    t = torch.tensor([100.0])
+    fresh = framed(still, t, label=torch.tensor([0]))
+    assert (fresh - fresh[:, :, :1]).abs().max() < 1e-5  # every frame the same
+    torch.nn.init.normal_(framed.frame_embedding.proj.weight, std=0.5)
+    by_label = [framed(still, t, label=torch.tensor([k])) for k in (0, 1)]
+    for out in by_label:
+        assert (out[:, :, 1:-1] - out[:, :, 2:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-4  # inner frames differ
+    change = [out[:, :, 1:] - out[:, :, :-1] for out in by_label]  # (B, C, F-1, H, W): how the frames differ
+    assert (change[0] - change[1]).abs().max() > 1e-4  # and how depends on the label
+    assert framed(torch.randn(1, 3, 11, 8, 16), t).shape == (1, 3, 11, 8, 16)
+    with pytest.raises(ValueError, match=r"frame_embedding.*down_factor=\[2, 2, 2\]"):
+        video_unet(frame_embedding=True, down_factor=2)
+    with pytest.raises(ValueError, match="frame_embedding.*dims=2"):
+        UNet(dims=2, in_channels=3, channels=16, frame_embedding=True)
 
 
 def test_attention_at_a_level_the_net_lacks_is_an_error():

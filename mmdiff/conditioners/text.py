@@ -62,6 +62,10 @@ class TextPrompts:
         layers: its layers,
         heads: and its attention heads (unused with ``path``).
         caption_key: the batch field holding the captions.
+        lr_scale: the built-in transformer's learning rate as a share of ``optim.lr`` (0: it keeps its random
+            start), in an optimizer group of its own. At the network's rate the encoder may make words alike that
+            the network cannot use yet (a direction, which needs position and frame features the network learns
+            later); docs/text.md has what was measured.
     """
 
     request_keys: tuple[str, ...] = ("prompt", "negative_prompt")
@@ -79,6 +83,7 @@ class TextPrompts:
         layers: int = 4,
         heads: int = 4,
         caption_key: str = "caption",
+        lr_scale: float = 1.0,
     ):
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"conditioner.dropout is a probability in [0, 1], got {dropout}")
@@ -87,6 +92,9 @@ class TextPrompts:
         self.path, self.dropout, self.prompts = path, dropout, [str(p) for p in prompts]
         self.lowercase, self.caption_key = lowercase, caption_key
         self.dim, self.layers, self.heads = dim, layers, heads
+        if not lr_scale >= 0.0:
+            raise ValueError(f"conditioner.lr_scale: expected a share of optim.lr >= 0, got {lr_scale}")
+        self.lr_scale = float(lr_scale)
         if tokens not in TOKENIZATIONS:
             raise ValueError(f"conditioner.tokens: expected one of {', '.join(TOKENIZATIONS)}, got {tokens!r}")
         if tokens == "words" and vocab_size < 3:
@@ -228,7 +236,9 @@ class TextPrompts:
             from .pretrained import PretrainedTextEncoder
 
             return PretrainedTextEncoder(self.path, out_dim)
-        return TextTransformer(out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length)
+        encoder = TextTransformer(out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length)
+        encoder.lr_scale = self.lr_scale  # read by the trainer's parameter groups
+        return encoder
 
 
 class TextTransformer(nn.Module):

@@ -113,7 +113,8 @@ def conv_block(
 class ResBlock(nn.Module):
     """``norm -> SiLU -> conv -> scale/shift by the embedding -> norm -> SiLU -> dropout -> conv``, plus a skip.
 
-    ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``. The second conv starts at zero. With
+    ``x (B, in_ch, *S)``, ``emb (B, emb_dim)`` -> ``(B, out_ch, *S)``; for video ``emb`` may be ``(B, F, emb_dim)``,
+    one per frame (``UNet(frame_embedding=True)``). The second conv starts at zero. With
     ``factorized`` (video) both convolutions are :class:`SpaceTimeConv` and the norms work per frame. ``emb_dim=0``
     builds a block without an embedding (the autoencoder's; ``emb`` is then ignored). ``causal`` (video): per-frame
     norms and convolutions that pad the frame axis on the past side only (see :func:`conv_block`). ``frame_norm``
@@ -148,7 +149,12 @@ class ResBlock(nn.Module):
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         h = self.norm2(self.conv1(F.silu(self.norm1(x))))
         if self.emb is not None:
-            scale, shift = self.emb(F.silu(emb)).reshape(emb.shape[0], -1, *([1] * self.dims)).chunk(2, dim=1)
+            film = self.emb(F.silu(emb))  # (B, 2 out_ch), or (B, F, 2 out_ch) with a per-frame embedding
+            if film.dim() == 3:  # video, one scale and shift per frame: (B, 2 out_ch, F, 1, 1)
+                film = film.transpose(1, 2)[..., None, None]
+            else:
+                film = film.reshape(emb.shape[0], -1, *([1] * self.dims))
+            scale, shift = film.chunk(2, dim=1)
             h = h * (1 + scale) + shift
         return self.skip(x) + self.conv2(self.drop(F.silu(h)))
 

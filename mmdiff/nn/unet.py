@@ -29,6 +29,24 @@ from .blocks import (
 from .embeddings import ConditionEmbedding, GridPosition, TimestepEmbedding
 
 
+def pooled_embedding(context_dim: int, emb_dim: int, norm: bool = False) -> nn.Module:
+    """The layer that adds a caption's pooled embedding ``(B, context_dim)`` to the timestep embedding ``(B, emb_dim)``.
+
+    ``norm=False``: one zero-initialised linear layer, so a fresh network ignores the text there. ``norm=True``:
+    LayerNorm, then a linear layer with weights ``N(0, 1 / context_dim)``: its outputs start with about unit variance,
+    like a class label's embedding (:class:`~mmdiff.nn.embeddings.ConditionEmbedding`), so that a word that changes
+    only the clip's order (a direction) moves every residual block's scale and shift from the first step, as a label
+    does, rather than after the layer has grown from zero (Imagen, Saharia et al. 2022, adds the pooled text to the
+    timestep embedding the same way).
+    """
+    if not norm:
+        return zero_init(nn.Linear(context_dim, emb_dim))
+    layer = nn.Linear(context_dim, emb_dim)
+    nn.init.normal_(layer.weight, std=context_dim**-0.5)
+    nn.init.zeros_(layer.bias)
+    return nn.Sequential(nn.LayerNorm(context_dim), layer)
+
+
 @dataclass
 class UNetPass:
     """One forward pass of a :class:`UNet` in progress, stage by stage (:meth:`UNet.begin`, :meth:`UNet.step`,
@@ -67,7 +85,8 @@ class UNet(nn.Module):
         context_dim: width ``D`` of condition tokens ``context (B, L, D)`` (text); > 0 adds cross-attention
             (:class:`~mmdiff.nn.blocks.CrossAttention`) after each residual block of the ``cross_attention_levels``
             and in the middle, and adds ``pooled (B, D)`` (one vector per sample) to the timestep embedding. Both start
-            at zero, so the network is the unconditional one until it learns to listen.
+            at zero (the pooled path unless ``pooled_norm``), so the network is the unconditional one until it learns
+            to listen.
         cross_attention_levels: levels with cross-attention (default: the ``attention_levels``).
         frame_norm: factorised video: GroupNorm over each frame (True, as an image network inflated to video) or over
             the whole clip (False: the frames share their statistics).
@@ -81,6 +100,16 @@ class UNet(nn.Module):
             the start) to the features after the input convolution, so that the layers know where they are (a
             condition on motion, "moving left", is a pattern over frames and x); off by default (a net equivariant to
             shifts away from its edges).
+        frame_embedding: factorised video: add an embedding of each frame's index (sinusoids through a zero-initialised
+            layer, :class:`~mmdiff.nn.embeddings.GridPosition` over the frames) to the timestep-and-condition
+            embedding, so every residual block scales and shifts each frame by its own ``(B, F, emb_dim)`` vector, a
+            function of the frame and the condition together. "Moving left" moves the mean clip's mass from right to
+            left over the frames: a product of the words and the frame index, which one scale and shift for the whole
+            clip cannot make and per-frame ones make in one layer. Off by default.
+        pooled_norm: how ``pooled`` joins the timestep embedding (see :func:`pooled_embedding`): False, one
+            zero-initialised linear layer (the network starts as the unconditional one); True, a LayerNorm and a linear
+            layer whose outputs start with unit variance, as a class label's embedding does, so that two captions
+            differ in the embedding from the first step.
         norm_groups: at most this many GroupNorm groups in every norm of the network (32, as in
             LDM's U-Net; with fewer channels than that every channel is its own group, which normalises each
             channel's amplitude away: fewer groups keep it; see :func:`~mmdiff.nn.blocks.group_norm`).
@@ -109,6 +138,8 @@ class UNet(nn.Module):
         norm_groups: int = 32,
         clip_attention_levels: Sequence[int] = (),
         positions: bool = False,
+        frame_embedding: bool = False,
+        pooled_norm: bool = False,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -156,13 +187,20 @@ class UNet(nn.Module):
             return blocks
 
         factor = tuple(down_factor) if isinstance(down_factor, Sequence) else (down_factor,) * dims
+        if frame_embedding and not (factorized and dims == 3 and factor[0] == 1):
+            raise ValueError(
+                "net.frame_embedding=true: only for factorised video nets that keep their frames at every level "
+                f"(dims: 3, factorized: true, down_factor [1, ., .]); got dims={dims}, factorized={factorized}, "
+                f"down_factor={list(factor)}"
+            )
         self.multiple = tuple(f ** (len(channel_mult) - 1) for f in factor)  # input sizes must be multiples of this
         emb_dim = 4 * channels
         self.time = TimestepEmbedding(emb_dim, scale=time_scale)
         self.cond = ConditionEmbedding(num_classes, emb_dim)
-        self.pooled = zero_init(nn.Linear(context_dim, emb_dim)) if context_dim else None
+        self.pooled = pooled_embedding(context_dim, emb_dim, pooled_norm) if context_dim else None
         self.inp = conv_block(dims, in_channels + concat_channels, channels, 3, factorized)
         self.position = GridPosition(channels, dims) if positions else None
+        self.frame_embedding = GridPosition(emb_dim, 1) if frame_embedding else None
 
         widths = [channels * m for m in channel_mult]
         self.widths = widths
@@ -250,6 +288,8 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: context must be (B, L, {self.context_dim}), got {tuple(context.shape)}")
         if pooled is not None and self.pooled is not None:
             emb = emb + self.pooled(pooled.to(emb.dtype))
+        if self.frame_embedding is not None:  # one embedding per frame: (B, emb_dim) -> (B, F, emb_dim)
+            emb = emb[:, None] + self.frame_embedding((x.shape[2],)).T.to(emb.dtype)[None]
         h = self.inp(x)  # (B, C, *S); video: S = (F, H, W)
         if self.position is not None:
             h = h + self.position(tuple(h.shape[2:])).to(h.dtype)[None]  # (1, C, *S)

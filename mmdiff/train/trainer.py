@@ -153,6 +153,25 @@ def _close(bar: Any, writer: Any) -> None:
         writer.close()
 
 
+def parameter_groups(net: nn.Module) -> Any:
+    """``net``'s parameters for the optimizer: all in one group, or, when a submodule sets ``lr_scale`` other than 1
+    (the built-in text encoder, ``conditioner.lr_scale``), that submodule's in a group of its own tagged with its
+    ``lr_scale``, which multiplies ``optim.lr`` once the optimizer is built. One group when nothing sets it, so that
+    checkpoints of runs without it resume as before."""
+    scaled = {
+        name: float(module.lr_scale)
+        for name, module in net.named_modules()
+        if float(getattr(module, "lr_scale", 1.0)) != 1.0
+    }
+    if not scaled:
+        return net.parameters()
+    groups: dict[float, list[nn.Parameter]] = {1.0: []}
+    for name, param in net.named_parameters():
+        owner = max((m for m in scaled if name.startswith(m + ".")), key=len, default=None)
+        groups.setdefault(scaled[owner] if owner else 1.0, []).append(param)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items() if params]
+
+
 class _Keyed(Dataset):
     """Passes ``(index, item_seed)`` keys to the dataset and adds the seed to each item as ``"_seed"``; with
     ``item_keys``, also the dataset's ``item_key`` of the item as ``"_key"`` (``""`` when it has none), for an
@@ -331,7 +350,9 @@ class Trainer:
             _, _, report = load_matching_weights(net, self.init_from)
             if acc.is_main_process:
                 log.info("%s", report)
-        optimizer = self.optimizer_factory(net.parameters())
+        optimizer = self.optimizer_factory(parameter_groups(net))
+        for group in optimizer.param_groups:  # a module's own learning rate (the built-in text encoder's lr_scale)
+            group["lr"] *= group.get("lr_scale", 1.0)
         lr_scheduler = get_scheduler(
             self.lr_schedule, optimizer, num_warmup_steps=self.lr_warmup_steps, num_training_steps=self.max_steps
         )
