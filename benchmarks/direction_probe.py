@@ -91,8 +91,8 @@ def main() -> None:
         return encoder(ids["text_ids"], ids["text_mask"])
 
     def denoise(x: torch.Tensor, keys) -> torch.Tensor:  # x0 estimate from x = x0 + sigma * noise
-        sigma = torch.full((len(x),), args.sigma)
-        return net(x / (args.sigma**2 + 1) ** 0.5, sigma, **conditions(keys))
+        level = torch.full((len(x),), args.sigma)  # the net's time input: one constant, as there is one noise level
+        return net(x / (args.sigma**2 + 1) ** 0.5, level, **conditions(keys))
 
     held_out = torch.arange(n - 64, n)
     probe_noise = torch.randn((64, *x0.shape[1:]), generator=torch.Generator().manual_seed(1))

@@ -236,9 +236,9 @@ class TextPrompts:
             from .pretrained import PretrainedTextEncoder
 
             return PretrainedTextEncoder(self.path, out_dim)
-        encoder = TextTransformer(out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length)
-        encoder.lr_scale = self.lr_scale  # read by the trainer's parameter groups
-        return encoder
+        return TextTransformer(
+            out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length, lr_scale=self.lr_scale
+        )
 
 
 class TextTransformer(nn.Module):
@@ -246,13 +246,22 @@ class TextTransformer(nn.Module):
     the diffusion network.
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
-    "pooled": (B, out_dim)}``; ``pooled`` is the mean over the caption's real tokens.
+    "pooled": (B, out_dim)}``; ``pooled`` is the mean over the caption's real tokens. ``lr_scale``: its learning rate
+    as a share of the network's (the trainer's :func:`~mmdiff.train.trainer.parameter_groups` reads it).
     """
 
     def __init__(
-        self, out_dim: int, vocab_size: int, dim: int = 256, layers: int = 4, heads: int = 4, max_length: int = 64
+        self,
+        out_dim: int,
+        vocab_size: int,
+        dim: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        max_length: int = 64,
+        lr_scale: float = 1.0,
     ):
         super().__init__()
+        self.lr_scale = lr_scale
         if dim % heads:
             raise ValueError(f"conditioner.dim {dim} does not split into {heads} heads")
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
