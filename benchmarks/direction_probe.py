@@ -16,6 +16,7 @@ mean clips; and, for text, how far the two prompts lie apart in the timestep emb
 
     python benchmarks/direction_probe.py --condition label
     python benchmarks/direction_probe.py --condition words --encoder-lr-scale 0.1
+    python benchmarks/direction_probe.py --condition text --pooled bag
 
 Writes nothing; prints its rows. One torch job: run it alone.
 """
@@ -56,10 +57,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=4096)
     parser.add_argument("--every", type=int, default=150)
     parser.add_argument("--pooled-norm", type=int, default=1, help="net.pooled_norm (1: true, 0: false)")
+    parser.add_argument("--pooled", choices=("mean", "bag"), default="mean", help="conditioner.pooled")
+    parser.add_argument("--seed", type=int, default=0, help="the network's start and the training batches")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    cfg = compose_recipe("video_shapes_text_cpu", ["net.positions=true", "net.frame_embedding=true"])
+    torch.manual_seed(args.seed)
+    overrides = ["net.positions=true", "net.frame_embedding=true", f"conditioner.pooled={args.pooled}"]
+    cfg = compose_recipe("video_shapes_text_cpu", overrides)
     conditioner, adapter = instantiate(cfg.conditioner), instantiate(cfg.adapter)
     items = first_items(instantiate(cfg.data), args.items, seed=0)
     classes = torch.tensor([direction_class(item["caption"]) for item in items])
@@ -110,7 +114,10 @@ def main() -> None:
         net.train()
         return ((estimates[0] - estimates[1]).pow(2).mean().sqrt() / scale).item(), apart
 
-    print(f"condition {args.condition}, encoder lr x{args.encoder_lr_scale}, sigma {args.sigma}, ideal {ideal:.3f}")
+    print(
+        f"condition {args.condition}, pooled {args.pooled}, encoder lr x{args.encoder_lr_scale}, "
+        f"sigma {args.sigma}, seed {args.seed}, ideal {ideal:.3f}"
+    )
     print("| step | loss | response | emb diff | s |\n|---:|---:|---:|---:|---:|")
     start = time.time()
     for step in range(1, args.steps + 1):

@@ -85,6 +85,33 @@ def test_pooled_norm_makes_two_captions_differ_in_the_embedding_from_the_first_s
     assert (emb[0] - emb[1]).norm() > 0.5 * emb[0].norm()
 
 
+def test_a_bag_of_words_pools_each_word_as_a_label_whatever_the_caption_length():
+    """``pooled="bag"``: a caption's pooled vector is the sum of its words' own vectors over the square root of its
+    length (start token included), independent of the transformer; so changing one word of a long caption changes
+    it by that word's two vectors, not by a mean over mixed tokens; order does not matter; padding adds nothing."""
+    prompts = TextPrompts(max_length=24, dim=16, layers=1, heads=2, pooled="bag")
+    torch.manual_seed(0)
+    encoder = prompts.encoder(12)
+    long = "a video of two red circles and a blue square gliding to the {} on a dark background"
+    ids = prompts.tokenize([long.format("left"), long.format("right"), "left", "the square blue a"])
+    pooled = encoder(ids["text_ids"], ids["text_mask"])["pooled"]  # (4, 12)
+    table, n = encoder.bag.weight, int(ids["text_mask"][0].sum())
+    left, right = (prompts.tokenize([w])["text_ids"][0, 1] for w in ("left", "right"))
+    torch.testing.assert_close(pooled[0] - pooled[1], (table[left] - table[right]) / n**0.5)
+    torch.testing.assert_close(pooled[2], (table[1] + table[left]) / 2**0.5)  # start token + "left"
+    shuffled = prompts.tokenize(["blue the a square"])
+    torch.testing.assert_close(encoder(shuffled["text_ids"], shuffled["text_mask"])["pooled"][0], pooled[3])
+    assert 0.6 < pooled.std().item() < 1.6  # unit variance at the start, like a label embedding
+    mean = TextPrompts(max_length=24, dim=16, layers=1, heads=2).encoder(12)
+    assert mean.bag is None
+    for bad, match in [
+        ({"pooled": "max"}, "conditioner.pooled: expected one of mean, bag, got 'max'"),
+        ({"pooled": "bag", "tokens": "bytes"}, "needs the built-in encoder with tokens=words"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TextPrompts(**bad)
+
+
 def test_a_unet_without_cross_attention_refuses_a_context_and_checks_its_width():
     with pytest.raises(ValueError, match="no cross-attention; set net.context_dim"):
         tiny_unet(1, context_dim=0)(torch.randn(SHAPES[1]), torch.rand(2), context=torch.randn(2, 3, 12))

@@ -38,6 +38,7 @@ PAD, BOS = 0, 1  # token ids start at 2
 BYTE_VOCAB = 258  # bytes: byte + 2
 WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)  # words (letters and digits) and single punctuation marks
 TOKENIZATIONS = ("words", "bytes")
+POOLINGS = ("mean", "bag")
 
 
 def word_id(word: str, vocab_size: int) -> int:
@@ -66,6 +67,11 @@ class TextPrompts:
             start), in an optimizer group of its own. At the network's rate the encoder may make words alike that
             the network cannot use yet (a direction, which needs position and frame features the network learns
             later); docs/text.md has what was measured.
+        pooled: the built-in encoder's one vector per caption, added to the timestep embedding: ``mean`` (default)
+            of its output tokens, or ``bag``, a bag of words: each word id has its own learned vector (unit variance
+            at the start, like a class label's), summed over the caption and divided by the square root of its
+            length, so that every word reaches the timestep embedding as a label does, whatever the other words
+            (needs ``tokens: words``; docs/text.md).
     """
 
     request_keys: tuple[str, ...] = ("prompt", "negative_prompt")
@@ -84,6 +90,7 @@ class TextPrompts:
         heads: int = 4,
         caption_key: str = "caption",
         lr_scale: float = 1.0,
+        pooled: str = "mean",
     ):
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"conditioner.dropout is a probability in [0, 1], got {dropout}")
@@ -100,6 +107,14 @@ class TextPrompts:
         if tokens == "words" and vocab_size < 3:
             raise ValueError(f"conditioner.vocab_size must be at least 3, got {vocab_size}")
         self.tokens, self.vocab_size = tokens, (int(vocab_size) if tokens == "words" else BYTE_VOCAB)
+        if pooled not in POOLINGS:
+            raise ValueError(f"conditioner.pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
+        if pooled == "bag" and (tokens != "words" or path is not None):
+            raise ValueError(
+                "conditioner.pooled=bag is a bag of hashed words: it needs the built-in encoder with tokens=words "
+                f"(got tokens={tokens}, path={path})"
+            )
+        self.pooled = pooled
         self._words: dict[int, str] = {}  # id -> the last word seen with it (hashes cannot be inverted)
         self.tokenizer = None
         if path is not None:
@@ -237,7 +252,14 @@ class TextPrompts:
 
             return PretrainedTextEncoder(self.path, out_dim)
         return TextTransformer(
-            out_dim, self.vocab_size, self.dim, self.layers, self.heads, self.max_length, lr_scale=self.lr_scale
+            out_dim,
+            self.vocab_size,
+            self.dim,
+            self.layers,
+            self.heads,
+            self.max_length,
+            lr_scale=self.lr_scale,
+            pooled=self.pooled,
         )
 
 
@@ -246,8 +268,12 @@ class TextTransformer(nn.Module):
     the diffusion network.
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
-    "pooled": (B, out_dim)}``; ``pooled`` is the mean over the caption's real tokens. ``lr_scale``: its learning rate
-    as a share of the network's (the trainer's :func:`~mmdiff.train.trainer.parameter_groups` reads it).
+    "pooled": (B, out_dim)}``. ``pooled="mean"``: the mean over the caption's real tokens; ``"bag"``: a bag of words,
+    ``sum_i bag[id_i] / sqrt(n)`` over the caption's ``n`` real tokens (the start token included, so the empty caption
+    has one), from a table of its own (N(0, 1) at the start): each word then moves the timestep embedding as a class
+    label does from the first step, not through the mean of tokens that the transformer mixes, where one word of
+    thirty weighs a thirtieth. ``lr_scale``: its learning rate as a share of the network's (the trainer's
+    :func:`~mmdiff.train.trainer.parameter_groups` reads it).
     """
 
     def __init__(
@@ -259,9 +285,12 @@ class TextTransformer(nn.Module):
         heads: int = 4,
         max_length: int = 64,
         lr_scale: float = 1.0,
+        pooled: str = "mean",
     ):
         super().__init__()
         self.lr_scale = lr_scale
+        if pooled not in POOLINGS:
+            raise ValueError(f"pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
         if dim % heads:
             raise ValueError(f"conditioner.dim {dim} does not split into {heads} heads")
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
@@ -270,13 +299,21 @@ class TextTransformer(nn.Module):
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, out_dim) if out_dim != dim else nn.Identity()
+        self.bag = None
+        if pooled == "bag":
+            self.bag = nn.Embedding(vocab_size, out_dim, padding_idx=PAD)  # N(0, 1) rows; the pad row is zero
 
     def forward(self, text_ids: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
         length = text_ids.shape[1]
         h = self.tokens(text_ids.long()) + self.positions[:length]  # (B, L, dim)
         h = self.norm(self.layers(h, src_key_padding_mask=~text_mask.bool()))
         context = self.proj(h)  # (B, L, out_dim)
-        return {"context": context, "context_mask": text_mask.bool(), "pooled": masked_mean(context, text_mask)}
+        if self.bag is None:
+            pooled = masked_mean(context, text_mask)
+        else:  # pads embed to zero: the sum runs over the real tokens
+            count = text_mask.sum(1, keepdim=True).clamp_min(1).to(context.dtype)  # (B, 1)
+            pooled = self.bag(text_ids.long()).sum(1) / count.sqrt()  # (B, out_dim)
+        return {"context": context, "context_mask": text_mask.bool(), "pooled": pooled}
 
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
