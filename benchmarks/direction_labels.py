@@ -81,8 +81,9 @@ def main() -> None:
     for k, name in enumerate(DIRECTIONS):
         clips = pipe.generate(args.per_label, label=k, seed=100 + k, progress=False)
         read = [e["direction"] for e in estimator.estimate([np.asarray(c) for c in clips])]
-        hits += sum(d == name for d in read)
-        print(f"{name}: {sum(d == name for d in read)}/{args.per_label} read as the label")
+        hit = sum(d == name for d in read)
+        hits += hit
+        print(f"{name}: {hit}/{args.per_label} read as the label")
     print(f"direction: {hits / (args.per_label * len(DIRECTIONS)):.3f} (chance {1 / len(DIRECTIONS):.3f})")
 
     items = first_items(data, 16, seed=0)
