@@ -95,6 +95,10 @@ def test_min_snr_weights():
     sigma = torch.tensor([0.1, 1.0, 10.0])
     torch.testing.assert_close(x0_weight("min_snr", sigma, 5.0), torch.tensor([5.0, 1.0, 0.01]))
     torch.testing.assert_close(x0_weight("soft_min_snr", sigma, 1.0), torch.tensor([100 / 101, 0.5, 0.01 / 1.01]))
+    torch.testing.assert_close(x0_weight("min_snr", sigma, 5.0, floor=1.0), torch.tensor([5.0, 1.0, 1.0]))
+    torch.testing.assert_close(x0_weight("soft_min_snr", sigma, 1.0, floor=0.5), torch.tensor([100 / 101, 0.5, 0.5]))
+    with pytest.raises(ValueError, match="snr_floor=1.0 needs weighting min_snr"):
+        DiffusionLoss(DiffusionModel(vp_linear()), weighting="uniform", snr_floor=1.0)
     with pytest.raises(ValueError, match="unknown loss weighting 'snr'"):
         DiffusionLoss(DiffusionModel(vp_linear()), weighting="snr")
 

@@ -15,6 +15,11 @@ with :func:`~mmdiff.core.parameterization.x0_error_scale_sq`:
 * ``soft_min_snr``: ``SNR * gamma / (SNR + gamma)``, the smooth version from Crowson et al. 2024 (Hourglass
   Diffusion Transformers, where ``gamma = sigma_data^2``).
 
+``snr_floor`` raises either SNR weighting to at least that value: with ``snr_floor=1`` min-SNR becomes
+``min(max(SNR, 1), gamma)``, Salimans & Ho's "truncated SNR" weighting (2022, Progressive Distillation) capped at
+``gamma``. Min-SNR alone weighs an x0 error at sigma 10 1/100 of one at sigma 1, so what a clip decides at high noise
+(where its objects go, how fast a melody moves) is learnt slowly; the floor keeps min-SNR's low-noise weight.
+
 A per-sample ``noise_shift`` (from the adapter) multiplies the drawn ``sigma``: SD3's timestep shift, per sample.
 A ``known_mask`` (from the adapter: the parts given to the network as known, which the sampler keeps exactly) leaves
 those parts out of the loss: each sample's error is the mean over its unknown elements, so a sample given half of its
@@ -68,13 +73,13 @@ class LogNormalSigma:
         return sigma.clamp(schedule.sigma_min, schedule.sigma_max).float()
 
 
-def x0_weight(weighting: str, sigma: Tensor, gamma: float) -> Tensor:
-    """The x0-space loss weight of ``weighting`` at noise levels ``sigma`` (``SNR = 1/sigma^2``)."""
+def x0_weight(weighting: str, sigma: Tensor, gamma: float, floor: float = 0.0) -> Tensor:
+    """The x0-space loss weight of ``weighting`` at noise levels ``sigma`` (``SNR = 1/sigma^2``), at least ``floor``."""
     snr = sigma.to(precise_dtype(sigma.device)).pow(-2)
     if weighting == "min_snr":
-        return snr.clamp(max=gamma).float()
+        return snr.clamp(max=gamma).clamp(min=floor).float()
     if weighting == "soft_min_snr":
-        return (snr * gamma / (snr + gamma)).float()
+        return (snr * gamma / (snr + gamma)).clamp(min=floor).float()
     raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
 
 
@@ -99,6 +104,7 @@ class DiffusionLoss:
         noise_level: a noise-level sampler (default :class:`UniformTime`).
         weighting: ``uniform``, ``min_snr`` or ``soft_min_snr`` (see the module docstring).
         snr_gamma: the ``gamma`` of the SNR weightings.
+        snr_floor: the least x0-space weight of the SNR weightings (0: none; 1: truncated SNR below ``gamma``).
         offset_noise: strength of offset noise (0 disables it).
     """
 
@@ -108,6 +114,7 @@ class DiffusionLoss:
         noise_level: Any = None,
         weighting: str = "uniform",
         snr_gamma: float = 5.0,
+        snr_floor: float = 0.0,
         offset_noise: float = 0.0,
     ):
         if not isinstance(model, DiffusionModel):
@@ -116,9 +123,19 @@ class DiffusionLoss:
             )
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+        if snr_floor < 0 or (snr_floor > 0 and weighting == "uniform"):
+            raise ValueError(
+                f"objective.snr_floor={snr_floor} needs weighting min_snr or soft_min_snr and a value >= 0 "
+                f"(got weighting {weighting!r})"
+            )
         self.model = model
         self.noise_level = noise_level if noise_level is not None else UniformTime()
-        self.weighting, self.snr_gamma, self.offset_noise = weighting, snr_gamma, offset_noise
+        self.weighting, self.snr_gamma, self.snr_floor, self.offset_noise = (
+            weighting,
+            snr_gamma,
+            snr_floor,
+            offset_noise,
+        )
 
     @property
     def schedule(self) -> Schedule:
@@ -133,7 +150,7 @@ class DiffusionLoss:
         if self.weighting == "uniform":
             return torch.ones_like(sigma)
         k2 = x0_error_scale_sq(self.parameterization, alpha, s)
-        return x0_weight(self.weighting, sigma, self.snr_gamma) / k2
+        return x0_weight(self.weighting, sigma, self.snr_gamma, self.snr_floor) / k2
 
     def __call__(
         self,
