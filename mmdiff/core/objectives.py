@@ -77,10 +77,12 @@ def x0_weight(weighting: str, sigma: Tensor, gamma: float, floor: float = 0.0) -
     """The x0-space loss weight of ``weighting`` at noise levels ``sigma`` (``SNR = 1/sigma^2``), at least ``floor``."""
     snr = sigma.to(precise_dtype(sigma.device)).pow(-2)
     if weighting == "min_snr":
-        return snr.clamp(max=gamma).clamp(min=floor).float()
-    if weighting == "soft_min_snr":
-        return (snr * gamma / (snr + gamma)).clamp(min=floor).float()
-    raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+        weight = snr.clamp(max=gamma)
+    elif weighting == "soft_min_snr":
+        weight = snr * gamma / (snr + gamma)
+    else:
+        raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+    return weight.clamp(min=floor).float()
 
 
 def offset_noise(x: Tensor, strength: float, generator=None) -> Tensor:
@@ -130,12 +132,8 @@ class DiffusionLoss:
             )
         self.model = model
         self.noise_level = noise_level if noise_level is not None else UniformTime()
-        self.weighting, self.snr_gamma, self.snr_floor, self.offset_noise = (
-            weighting,
-            snr_gamma,
-            snr_floor,
-            offset_noise,
-        )
+        self.weighting, self.snr_gamma, self.snr_floor = weighting, snr_gamma, snr_floor
+        self.offset_noise = offset_noise
 
     @property
     def schedule(self) -> Schedule:
