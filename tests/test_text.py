@@ -106,7 +106,7 @@ def test_a_bag_of_words_pools_each_word_as_a_label_whatever_the_caption_length()
     assert mean.bag is None
     for bad, match in [
         ({"pooled": "max"}, "conditioner.pooled: expected one of mean, bag, got 'max'"),
-        ({"pooled": "bag", "tokens": "bytes"}, "needs the built-in encoder with tokens=words"),
+        ({"pooled": "bag", "tokens": "bytes"}, "needs conditioner.tokens=words or a conditioner.path"),
     ]:
         with pytest.raises(ValueError, match=match):
             TextPrompts(**bad)
@@ -371,6 +371,26 @@ def test_a_frozen_local_encoder_conditions_the_network_and_stays_out_of_the_chec
     assert len(net.encoder.cache) == 2  # embeddings of distinct captions, computed once
     net(torch.randn(4, 8, 16), torch.rand(4), **cond)
     assert len(net.encoder.cache) == 2
+
+
+def test_a_frozen_encoder_with_a_bag_pools_the_tokenizers_tokens_and_checkpoints_the_bag(tmp_path):
+    """``conditioner.pooled=bag`` with ``conditioner.path``: the pooled vector is a trainable bag over the tokenizer's
+    ids, in place of the frozen pooler output; pads count for nothing, the bag is the encoder's only other
+    checkpointed tensor beside the token projection, and it gets gradients."""
+    save_t5(tmp_path)
+    text = TextPrompts(path=str(tmp_path), max_length=64, pooled="bag")
+    net = tiny_text_net(text)
+    encoder = net.encoder
+    assert encoder.bag.num_embeddings == encoder.frozen.get_input_embeddings().num_embeddings
+    assert {k.split(".")[1] for k in net.state_dict() if k.startswith("encoder.")} == {"proj", "bag"}
+    ids = text.tokenize(["a red circle", "a red circle moving left"], torch.device("cpu"))
+    pooled = encoder(ids["text_ids"], ids["text_mask"])["pooled"]  # (2, 16)
+    for row in range(2):
+        real = ids["text_ids"][row][ids["text_mask"][row]]
+        expected = encoder.bag.weight[real].sum(0) / len(real) ** 0.5
+        torch.testing.assert_close(pooled[row], expected)
+    pooled.sum().backward()
+    assert encoder.bag.weight.grad.abs().sum() > 0
 
 
 def test_a_folder_that_is_not_a_model_is_refused_in_one_line(tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .text import masked_mean
+from .text import POOLINGS, BagOfTokens, masked_mean
 
 
 def check_model_folder(path: str | Path) -> Path:
@@ -70,7 +70,9 @@ class PretrainedTextEncoder(nn.Module):
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
     "pooled": (B, out_dim)}``. Token embeddings are the encoder's last hidden states; the pooled embedding is its
-    ``pooler_output`` when it has one (CLIP's end token, CLAP's projection input), else the mean over real tokens.
+    ``pooler_output`` when it has one (CLIP's end token, CLAP's projection input), else the mean over real tokens;
+    with ``pooled="bag"`` a trainable bag of the tokenizer's tokens (:class:`~mmdiff.conditioners.text.BagOfTokens`)
+    in its place.
 
     The frozen model is held outside the module tree, so its weights are not in ``state_dict()`` (not checkpointed,
     not averaged, not optimised) and ``.to()`` does not copy it: it follows the input's device when called. The
@@ -78,15 +80,19 @@ class PretrainedTextEncoder(nn.Module):
     captioned data set runs the encoder once per caption.
     """
 
-    def __init__(self, path: str | Path, out_dim: int, cache_size: int = 65536):
+    def __init__(self, path: str | Path, out_dim: int, cache_size: int = 65536, pooled: str = "mean"):
         super().__init__()
+        if pooled not in POOLINGS:
+            raise ValueError(f"pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
         model = load_text_model(path)
         hidden = int(model.config.hidden_size)
         self.__dict__["frozen"] = model  # not a submodule, on purpose (see above)
         self.__dict__["cache"] = {}
         self.cache_size = cache_size
         self.proj = nn.Linear(hidden, out_dim)
-        self.pooled_proj = nn.Linear(hidden, out_dim)
+        bag = pooled == "bag"  # a row for every id the model takes
+        self.bag = BagOfTokens(model.get_input_embeddings().num_embeddings, out_dim) if bag else None
+        self.pooled_proj = None if bag else nn.Linear(hidden, out_dim)
 
     @torch.no_grad()
     def embed(self, text_ids: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,4 +118,5 @@ class PretrainedTextEncoder(nn.Module):
 
     def forward(self, text_ids: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
         tokens, pooled = self.embed(text_ids, text_mask)
-        return {"context": self.proj(tokens), "context_mask": text_mask.bool(), "pooled": self.pooled_proj(pooled)}
+        pooled = self.pooled_proj(pooled) if self.bag is None else self.bag.pool(text_ids, text_mask)
+        return {"context": self.proj(tokens), "context_mask": text_mask.bool(), "pooled": pooled}

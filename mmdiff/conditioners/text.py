@@ -67,11 +67,11 @@ class TextPrompts:
             start), in an optimizer group of its own. At the network's rate the encoder may make words alike that
             the network cannot use yet (a direction, which needs position and frame features the network learns
             later); docs/text.md has what was measured.
-        pooled: the built-in encoder's one vector per caption, added to the timestep embedding: ``mean`` (default)
-            of its output tokens, or ``bag``, a bag of words: each word id has its own learned vector (unit variance
-            at the start, like a class label's), summed over the caption and divided by the square root of its
-            length, so that every word reaches the timestep embedding as a label does, whatever the other words
-            (needs ``tokens: words``; docs/text.md).
+        pooled: the one vector per caption added to the timestep embedding: ``mean`` (default) of the built-in
+            encoder's output tokens (a frozen encoder's pooler output where it has one), or ``bag``, a bag of
+            tokens (:class:`BagOfTokens`): each word id (the tokenizer's token ids with ``path``) has its own learned
+            vector, so that every word reaches the timestep embedding as a label does, whatever the other words
+            (not with ``tokens: bytes``, where it would be a bag of letters; docs/text.md).
     """
 
     request_keys: tuple[str, ...] = ("prompt", "negative_prompt")
@@ -109,10 +109,10 @@ class TextPrompts:
         self.tokens, self.vocab_size = tokens, (int(vocab_size) if tokens == "words" else BYTE_VOCAB)
         if pooled not in POOLINGS:
             raise ValueError(f"conditioner.pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
-        if pooled == "bag" and (tokens != "words" or path is not None):
+        if pooled == "bag" and tokens != "words" and path is None:
             raise ValueError(
-                "conditioner.pooled=bag is a bag of hashed words: it needs the built-in encoder with tokens=words "
-                f"(got tokens={tokens}, path={path})"
+                "conditioner.pooled=bag is a bag of words: it needs conditioner.tokens=words or a conditioner.path "
+                f"(got tokens={tokens}, which would make it a bag of letters)"
             )
         self.pooled = pooled
         self._words: dict[int, str] = {}  # id -> the last word seen with it (hashes cannot be inverted)
@@ -250,7 +250,7 @@ class TextPrompts:
         if self.path is not None:
             from .pretrained import PretrainedTextEncoder
 
-            return PretrainedTextEncoder(self.path, out_dim)
+            return PretrainedTextEncoder(self.path, out_dim, pooled=self.pooled)
         return TextTransformer(
             out_dim,
             self.vocab_size,
@@ -268,11 +268,8 @@ class TextTransformer(nn.Module):
     the diffusion network.
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
-    "pooled": (B, out_dim)}``. ``pooled="mean"``: the mean over the caption's real tokens; ``"bag"``: a bag of words,
-    ``sum_i bag[id_i] / sqrt(n)`` over the caption's ``n`` real tokens (the start token included, so the empty caption
-    has one), from a table of its own (N(0, 1) at the start): each word then moves the timestep embedding as a class
-    label does from the first step, not through the mean of tokens that the transformer mixes, where one word of
-    thirty weighs a thirtieth. ``lr_scale``: its learning rate as a share of the network's (the trainer's
+    "pooled": (B, out_dim)}``. ``pooled="mean"``: the mean over the caption's real tokens; ``"bag"``: a bag of words
+    (:class:`BagOfTokens`, the start token included, so the empty caption has one). ``lr_scale``: its learning rate as a share of the network's (the trainer's
     :func:`~mmdiff.train.trainer.parameter_groups` reads it).
     """
 
@@ -301,7 +298,7 @@ class TextTransformer(nn.Module):
         self.proj = nn.Linear(dim, out_dim) if out_dim != dim else nn.Identity()
         self.bag = None
         if pooled == "bag":
-            self.bag = nn.Embedding(vocab_size, out_dim, padding_idx=PAD)  # N(0, 1) rows; the pad row is zero
+            self.bag = BagOfTokens(vocab_size, out_dim)
 
     def forward(self, text_ids: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
         length = text_ids.shape[1]
@@ -310,10 +307,25 @@ class TextTransformer(nn.Module):
         context = self.proj(h)  # (B, L, out_dim)
         if self.bag is None:
             pooled = masked_mean(context, text_mask)
-        else:  # pads embed to zero: the sum runs over the real tokens
-            count = text_mask.sum(1, keepdim=True).clamp_min(1).to(context.dtype)  # (B, 1)
-            pooled = self.bag(text_ids.long()).sum(1) / count.sqrt()  # (B, out_dim)
+        else:
+            pooled = self.bag.pool(text_ids, text_mask)
         return {"context": context, "context_mask": text_mask.bool(), "pooled": pooled}
+
+
+class BagOfTokens(nn.Embedding):
+    """A bag of tokens: ``(ids (B, L), mask (B, L))`` -> ``sum_i table[id_i] / sqrt(n)`` over the ``n`` tokens where
+    ``mask`` is True -> ``(B, out_dim)``, from a table of its own (N(0, 1) rows at the start).
+
+    Each word then moves the timestep embedding as a class label does from the first step, rather than through the
+    mean of tokens that an encoder mixes, where one word of thirty weighs a thirtieth; the square root keeps the
+    pooled vector's scale near one for any caption length. Used with the built-in encoder's hashed words and with a
+    frozen encoder's tokenizer ids alike (``conditioner.pooled=bag``; docs/text.md has what it changed).
+    """
+
+    def pool(self, ids: Tensor, mask: Tensor) -> Tensor:
+        weights = mask.to(self.weight.dtype)[..., None]  # (B, L, 1): pads count for nothing, whatever their id
+        count = weights.sum(1).clamp_min(1.0)  # (B, 1)
+        return (self(ids.long()) * weights).sum(1) / count.sqrt()  # (B, out_dim)
 
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
