@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .text import POOLINGS, BagOfTokens, masked_mean
+from .text import BagOfTokens, check_pooling, masked_mean
 
 
 def check_model_folder(path: str | Path) -> Path:
@@ -82,8 +82,7 @@ class PretrainedTextEncoder(nn.Module):
 
     def __init__(self, path: str | Path, out_dim: int, cache_size: int = 65536, pooled: str = "mean"):
         super().__init__()
-        if pooled not in POOLINGS:
-            raise ValueError(f"pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
+        check_pooling(pooled)
         model = load_text_model(path)
         hidden = int(model.config.hidden_size)
         self.__dict__["frozen"] = model  # not a submodule, on purpose (see above)

@@ -41,6 +41,12 @@ TOKENIZATIONS = ("words", "bytes")
 POOLINGS = ("mean", "bag")
 
 
+def check_pooling(pooled: str, key: str = "pooled") -> None:
+    """Refuse a ``pooled`` that is not one of :data:`POOLINGS`, naming ``key``."""
+    if pooled not in POOLINGS:
+        raise ValueError(f"{key}: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
+
+
 def word_id(word: str, vocab_size: int) -> int:
     """The id of ``word`` under the hashing trick: ``2 + crc32(utf-8) mod (vocab_size - 2)``."""
     return 2 + zlib.crc32(word.encode("utf-8")) % (vocab_size - 2)
@@ -107,8 +113,7 @@ class TextPrompts:
         if tokens == "words" and vocab_size < 3:
             raise ValueError(f"conditioner.vocab_size must be at least 3, got {vocab_size}")
         self.tokens, self.vocab_size = tokens, (int(vocab_size) if tokens == "words" else BYTE_VOCAB)
-        if pooled not in POOLINGS:
-            raise ValueError(f"conditioner.pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
+        check_pooling(pooled, "conditioner.pooled")
         if pooled == "bag" and tokens != "words" and path is None:
             raise ValueError(
                 "conditioner.pooled=bag is a bag of words: it needs conditioner.tokens=words or a conditioner.path "
@@ -269,8 +274,8 @@ class TextTransformer(nn.Module):
 
     ``(text_ids (B, L), text_mask (B, L))`` -> ``{"context": (B, L, out_dim), "context_mask": (B, L),
     "pooled": (B, out_dim)}``. ``pooled="mean"``: the mean over the caption's real tokens; ``"bag"``: a bag of words
-    (:class:`BagOfTokens`, the start token included, so the empty caption has one). ``lr_scale``: its learning rate as a share of the network's (the trainer's
-    :func:`~mmdiff.train.trainer.parameter_groups` reads it).
+    (:class:`BagOfTokens`, the start token included, so the empty caption has one). ``lr_scale``: its learning rate
+    as a share of the network's (the trainer's :func:`~mmdiff.train.trainer.parameter_groups` reads it).
     """
 
     def __init__(
@@ -286,8 +291,7 @@ class TextTransformer(nn.Module):
     ):
         super().__init__()
         self.lr_scale = lr_scale
-        if pooled not in POOLINGS:
-            raise ValueError(f"pooled: expected one of {', '.join(POOLINGS)}, got {pooled!r}")
+        check_pooling(pooled)
         if dim % heads:
             raise ValueError(f"conditioner.dim {dim} does not split into {heads} heads")
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
