@@ -28,13 +28,10 @@ def reversals(video) -> tuple[list[tuple[float, float, float]], float, int]:
     with the sync measure's own blob finder, tracker and dead band."""
     blobs, tracks, side = sync.object_tracks(video)
     found = []
-    for _, rows in tracks:  # rows (length, 7): y, x, mass, touches top, bottom, left, right
-        velocity = np.diff(rows[:, :2], axis=0)
-        for axis in range(2):
-            v = velocity[:, axis]
-            for i, j in sync.velocity_reversals(v, sync.DEAD_BAND * side):
-                wall = 3 + 2 * axis + (1 if v[i] > 0 else 0)  # the border it moved towards
-                found.append((float(rows[i : j + 2, wall].max()), abs(v[i]), abs(v[j])))
+    for _, rows, axis, v in sync.axis_velocities(tracks):  # rows (length, 7): y, x, mass, touches top, bottom, ...
+        for i, j in sync.velocity_reversals(v, sync.DEAD_BAND * side):
+            wall = 3 + 2 * axis + (1 if v[i] > 0 else 0)  # the border it moved towards
+            found.append((float(rows[i : j + 2, wall].max()), abs(v[i]), abs(v[j])))
     return found, float(np.mean([len(b) for b in blobs])), len(tracks)
 
 

@@ -51,7 +51,7 @@ class DirectionLabels(Dataset):
         return len(self.shapes)
 
     def label(self, key) -> int:
-        attributes = self.shapes.attributes(self.shapes._index(key))
+        attributes = self.shapes.attributes(self.shapes.clip_index(key))
         return DIRECTIONS.index(attributes["directions"][0]) if attributes["count"] == 1 else MANY
 
     def __getitem__(self, key) -> dict[str, Any]:

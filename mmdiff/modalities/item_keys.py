@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["file_item_key", "settings_hash"]
+__all__ = ["clip_index", "file_item_key", "settings_hash"]
 
 
 def _plain(value: Any, where: str = "settings") -> Any:
@@ -44,6 +44,16 @@ def _plain(value: Any, where: str = "settings") -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise TypeError(f"{where}: cannot hash a {type(value).__name__} into an item key (plain values only)")
+
+
+def clip_index(key: Any, size: int) -> int:
+    """The clip a built-in synth's key names, in ``[0, size)``: ``key`` is an index or an ``(index, item_seed)``
+    tuple (the synths render the same clip for every item seed), negative indices count from the end; an
+    ``IndexError`` naming the index for anything outside ``[-size, size)``."""
+    index = int(key[0] if isinstance(key, tuple) else key)
+    if not -size <= index < size:
+        raise IndexError(f"clip index {index} out of range for {size} clips")
+    return index % size
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:

@@ -33,7 +33,7 @@ import torch
 from scipy.signal import lfilter
 from torch.utils.data import Dataset
 
-from ..item_keys import settings_hash
+from ..item_keys import clip_index, settings_hash
 
 # Pitch classes of each scale as semitone offsets from C (C = 0, C# = 1, ..., B = 11). A scale is a set of pitch
 # classes, so ``a_minor`` holds the same notes as ``c_major``; it is listed for readable configs.
@@ -322,12 +322,9 @@ class MusicSynth(Dataset):
             line += ", tempos " + ", ".join(f"{k} {a:g}-{b:g} BPM" for k, (a, b) in self.tempos.items())
         return line
 
-    def _index(self, key) -> int:
-        index = key[0] if isinstance(key, tuple) else key
-        index = int(index)
-        if not -self.size <= index < self.size:
-            raise IndexError(f"clip index {index} out of range for {self.size} clips")
-        return index % self.size
+    def clip_index(self, key) -> int:
+        """The clip index in ``[0, size)`` that ``key`` (an index or ``(index, item_seed)``) names."""
+        return clip_index(key, self.size)
 
     def _rngs(self, index: int) -> tuple[np.random.Generator, np.random.Generator]:
         """Two independent streams for clip ``index``: one for the score, one for rendering noise."""
@@ -360,7 +357,7 @@ class MusicSynth(Dataset):
 
         Onsets and durations are whole samples; the last note is cut at the end of the clip. Rests are gaps.
         """
-        return self._play(self._index(index))[0]
+        return self._play(self.clip_index(index))[0]
 
     def _play(self, index: int) -> tuple[list[tuple[float, float, int, float]], float, np.random.Generator]:
         """``(notes, bpm, render_rng)`` of clip ``index``: the score drawn from the first stream."""
@@ -402,7 +399,7 @@ class MusicSynth(Dataset):
         (low/middle/high: its band's name, or :data:`REGISTER_THRESHOLDS` on ``median_midi``), ``scale`` (readable,
         "C major pentatonic"), ``contour`` (:func:`melodic_contour` of the score) and ``median_midi`` (the
         duration-weighted median MIDI note of the score)."""
-        index = self._index(index)
+        index = self.clip_index(index)
         notes, bpm, _ = self._play(index)
         register, tempo = self._bands(index)
         midi = np.array([n[2] for n in notes], dtype=np.float64)  # (N,)
@@ -421,12 +418,12 @@ class MusicSynth(Dataset):
     def caption(self, index: int, rng: np.random.Generator | None = None) -> str:
         """A caption of clip ``index``, phrased by ``rng`` (default: the fixed phrasing stream of ``(seed, index)``).
         See :func:`compose_caption`."""
-        index = self._index(index)
+        index = self.clip_index(index)
         return compose_caption(self.attributes(index), rng if rng is not None else self._caption_rng(index))
 
     def render(self, index: int) -> np.ndarray:
         """The waveform of clip ``index`` as float32 numpy, shape (T,), peak :data:`PEAK`."""
-        index = self._index(index)
+        index = self.clip_index(index)
         notes, _, render_rng = self._play(index)
         name = self.instruments[index % len(self.instruments)]
         tone, envelope = INSTRUMENTS[name], ENVELOPES[name]
@@ -441,7 +438,7 @@ class MusicSynth(Dataset):
         return (out * (PEAK / peak if peak > 0 else 0.0)).astype(np.float32)
 
     def __getitem__(self, key) -> dict:
-        index = self._index(key)
+        index = self.clip_index(key)
         audio = torch.from_numpy(self.render(index))[None]  # (1, T)
         label = torch.tensor(index % len(self.instruments), dtype=torch.int64)
         item_seed = key[1] if isinstance(key, tuple) and len(key) > 1 else None
@@ -464,7 +461,7 @@ class MusicSynth(Dataset):
             "registers": self.registers,
             "tempos": self.tempos,
         }
-        return f"MusicSynth:{settings_hash(settings)}:{self._index(index)}"
+        return f"MusicSynth:{settings_hash(settings)}:{self.clip_index(index)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

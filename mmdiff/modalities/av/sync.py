@@ -28,7 +28,7 @@ or ``(S,)`` float waveforms (stereo is mixed to mono).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -278,6 +278,15 @@ def object_tracks(video: Any) -> tuple[list[np.ndarray], list[tuple[int, np.ndar
     return blobs, _tracks(blobs, MAX_JUMP * side), side
 
 
+def axis_velocities(tracks: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, int, np.ndarray]]:
+    """``(first frame, rows, axis, v)`` for each track of :func:`object_tracks` and each axis (0: y, 1: x), ``v``
+    ``(length - 1,)`` the track's velocity along the axis in pixels per frame: what bounces are read from."""
+    for first, rows in tracks:
+        velocity = np.diff(rows[:, :2], axis=0)  # (length - 1, 2)
+        for axis in range(2):
+            yield first, rows, axis, velocity[:, axis]
+
+
 def velocity_reversals(v: np.ndarray, dead_band: float) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of velocities ``v`` (along one axis, frame to frame) that reverse: ``v[i]``
     and ``v[j]`` are the consecutive velocities outside ``dead_band`` and their signs differ (velocities inside it,
@@ -299,17 +308,14 @@ def video_bounces(video: Any, fps: float) -> np.ndarray:
     blobs, tracks, side = object_tracks(video)
     frames = len(blobs)
     times = []
-    for first, rows in tracks:
-        velocity = np.diff(rows[:, :2], axis=0)  # (length - 1, 2) pixels per frame
-        for axis in range(2):
-            v = velocity[:, axis]
-            for i, j in velocity_reversals(v, DEAD_BAND * side):
-                times.append((first + _reversal_time(v[i], v[j], i, j)) / fps)
-            if len(v) >= 2 and first == 0:
-                times += [t / fps for t in _edge_bounce(v, rows[0, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)]
-            if len(v) >= 2 and first + len(rows) == frames:
-                end = _edge_bounce(-v[::-1], rows[-1, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)
-                times += [(frames - 1 - t) / fps for t in end]
+    for first, rows, axis, v in axis_velocities(tracks):
+        for i, j in velocity_reversals(v, DEAD_BAND * side):
+            times.append((first + _reversal_time(v[i], v[j], i, j)) / fps)
+        if len(v) >= 2 and first == 0:
+            times += [t / fps for t in _edge_bounce(v, rows[0, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)]
+        if len(v) >= 2 and first + len(rows) == frames:
+            end = _edge_bounce(-v[::-1], rows[-1, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)
+            times += [(frames - 1 - t) / fps for t in end]
     return np.sort(np.asarray(times, dtype=np.float64))
 
 

@@ -271,7 +271,7 @@ class SoundingShapes(Dataset):
         return tone
 
     def __getitem__(self, key) -> dict[str, Any]:
-        index = self.moving_shapes._index(key)
+        index = self.moving_shapes.clip_index(key)
         item = self.moving_shapes[key]  # video, label and caption exactly as MovingShapes makes them
         bounces = self.bounces(index)
         audio = torch.from_numpy(self._render_audio(bounces))  # (C, S)
@@ -302,7 +302,7 @@ class SoundingShapes(Dataset):
             "size_bend": self.size_bend,
             "level": self.level,
         }
-        return f"SoundingShapes:{settings_hash(settings)}:{self.moving_shapes._index(index)}"
+        return f"SoundingShapes:{settings_hash(settings)}:{self.moving_shapes.clip_index(index)}"
 
     def attributes(self, index: int) -> dict[str, Any]:
         """:meth:`MovingShapes.attributes` plus ``bounces``: the number of knocks in the clip."""
@@ -311,7 +311,7 @@ class SoundingShapes(Dataset):
     def caption(self, index: int, rng: np.random.Generator | None = None) -> str:
         """MovingShapes' caption of clip ``index`` and a phrase on its sound (knocks at bounces, or silence), both
         drawn from ``rng`` (by default the streams ``__getitem__`` uses for a plain index)."""
-        index = self.moving_shapes._index(index)
+        index = self.moving_shapes.clip_index(index)
         sound_rng = rng or np.random.default_rng(np.random.SeedSequence(self._sound_caption_entropy(index, index)))
         return self.moving_shapes.caption(index, rng) + _sound_phrase(len(self.bounces(index)), sound_rng)
 

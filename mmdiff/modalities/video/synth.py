@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..item_keys import settings_hash
+from ..item_keys import clip_index, settings_hash
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 BACKGROUND_MAX = 0.2  # background channels lie in [0, BACKGROUND_MAX]: dark, whatever the colour
@@ -284,12 +284,9 @@ class MovingShapes(Dataset):
             f"{'' if self.bounce else ', no bouncing'}, seed {self.seed}"
         )
 
-    def _index(self, key) -> int:
-        index = key[0] if isinstance(key, tuple) else key
-        index = int(index)
-        if not -self.size <= index < self.size:
-            raise IndexError(f"clip index {index} out of range for {self.size} clips")
-        return index % self.size
+    def clip_index(self, key) -> int:
+        """The clip index in ``[0, size)`` that ``key`` (an index or ``(index, item_seed)``) names."""
+        return clip_index(key, self.size)
 
     def _scene(self, index: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """The background (3, H, W) and the objects of clip ``index`` (see :meth:`trajectories`)."""
@@ -351,11 +348,11 @@ class MovingShapes(Dataset):
         ``half_extent`` ((hy, hx) pixels: the centre stays within ``[hy, H - hy] x [hx, W - hx]``), ``velocity``
         ((vy, vx) pixels per frame at frame 0, before any bounce) and ``positions`` ((num_frames, 2) centres (y, x)).
         """
-        return self._scene(self._index(index))[1]
+        return self._scene(self.clip_index(index))[1]
 
     def render(self, index: int) -> np.ndarray:
         """The frames of clip ``index`` as float32 numpy, shape (3, num_frames, H, W), values in [0, 1]."""
-        background, objects = self._scene(self._index(index))
+        background, objects = self._scene(self.clip_index(index))
         h, w = self.resolution
         video = np.broadcast_to(background[:, None], (3, self.num_frames, h, w))  # (3, F, H, W)
         for obj in objects:
@@ -365,7 +362,7 @@ class MovingShapes(Dataset):
         return np.ascontiguousarray(video, dtype=np.float32)
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
-        index = self._index(key)
+        index = self.clip_index(key)
         video = torch.from_numpy(self.render(index))  # (3, F, H, W)
         label = torch.tensor(index % len(self.shapes), dtype=torch.int64)
         rng = None
@@ -392,7 +389,7 @@ class MovingShapes(Dataset):
         }
         if not self.bounce:  # only when set, so that the keys (and cached latents) of bouncing clips stay the same
             settings["bounce"] = False
-        return f"MovingShapes:{settings_hash(settings)}:{self._index(index)}"
+        return f"MovingShapes:{settings_hash(settings)}:{self.clip_index(index)}"
 
     def attributes(self, index: int) -> dict[str, Any]:
         """What clip ``index`` shows, in caption words: ``shape`` (name), ``count`` (objects), and per object in
@@ -416,7 +413,7 @@ class MovingShapes(Dataset):
         verbs (moving, gliding, drifting, ...) and attribute order. ``rng`` draws the phrasing; by default one seeded
         by ``(seed, index)``.
         """
-        index = self._index(index)
+        index = self.clip_index(index)
         if rng is None:
             rng = np.random.default_rng(np.random.SeedSequence((self.seed, index, _CAPTION_STREAM)))
         return _compose_caption(self.attributes(index), rng)
