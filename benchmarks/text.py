@@ -93,6 +93,11 @@ class Result:
     results: dict[str, float] = field(default_factory=dict)
 
 
+def _levels(levels: Any) -> str:
+    """A config's level list as written (``null``: the net's attention levels)."""
+    return "null (the attention levels)" if levels is None else str(list(levels))
+
+
 def first_batch(dataset: Any, batch_size: int, seed: int) -> tuple[dict[str, Any], list[int]]:
     """The trainer's first batch: ``StreamBatchSampler`` keys, items collated by the default collate, and the seeds."""
     keys = StreamBatchSampler(len(dataset), batch_size, seed).micro_batch(0)  # [(index, item_seed)] * B
@@ -124,8 +129,9 @@ def measure(name: str, s: Settings) -> Result:
         f"num_res_blocks={cfg.net.num_res_blocks}, attention_levels={list(cfg.net.attention_levels)}, "
         f"context_dim={cfg.net.context_dim}, num_classes={cfg.num_classes}"
         + (
+            f", cross_attention_levels={_levels(cfg.net.get('cross_attention_levels'))}"
             f"; text encoder: dim={cfg.conditioner.dim}, layers={cfg.conditioner.layers}, "
-            f"max_length={cfg.conditioner.max_length}"
+            f"max_length={cfg.conditioner.max_length}, pooled={cfg.conditioner.get('pooled', 'mean')}"
             if encoder is not None
             else ""
         ),
