@@ -2,7 +2,7 @@
 
 Issue 15 asks ``sample()``'s defaults for 10 calls within 1.5x of their converged distance on the known-answer
 mixtures; ``unipc`` over the default list (exponential 20 .. 0.01 sigma_data) is at about 3x on ``uneven x1``. To find
-which of the list's intervals that error belongs to, each interval ``j`` in turn is replaced by 20 exponential
+which of the list's intervals that error belongs to, each interval ``j`` in turn is replaced by 19 exponential
 substeps, the rest of the list kept: the distance that remains is what the other intervals make (the multistep
 history runs on through the substeps). An interval whose refinement takes the distance down to the converged one
 holds the whole error; one whose refinement changes nothing holds none of it.
@@ -31,7 +31,7 @@ from sigma_lists import CONVERGED, SIGMA_MAX, SIGMA_MIN, mixture_distance
 from mmdiff.core.gmm import known_answer_mixtures
 from mmdiff.core.spacing import exponential_sigmas
 
-STEPS, SUBSTEPS, PROBLEMS = 10, 20, ("uneven x1", "ring")
+STEPS, SUBSTEPS, PROBLEMS = 10, 19, ("uneven x1", "ring")
 SEEDS, RUN_SEEDS = range(4), 8
 
 
@@ -42,7 +42,7 @@ def refined(steps: int, interval: int, substeps: int = SUBSTEPS) -> torch.Tensor
     high, low = base[interval], base[interval + 1]
     if low == 0:
         raise ValueError(f"interval {interval} ends at sigma 0: the denoising step, not refined")
-    inner = exponential_sigmas(substeps, low, high).tolist()[1:-2]  # strictly between high and low
+    inner = exponential_sigmas(substeps + 1, low, high).tolist()[1:-2]  # strictly between high and low
     return torch.tensor([*base[: interval + 1], *inner, *base[interval + 1 :]], dtype=torch.float64)
 
 
