@@ -306,15 +306,15 @@ def video_bounces(video: Any, fps: float) -> np.ndarray:
     if fps <= 0:
         raise ValueError(f"fps: need a positive frame rate, got {fps}")
     blobs, tracks, side = object_tracks(video)
-    frames = len(blobs)
+    frames, band = len(blobs), DEAD_BAND * side  # band: the dead band in pixels per frame
     times = []
     for first, rows, axis, v in axis_velocities(tracks):
-        for i, j in velocity_reversals(v, DEAD_BAND * side):
+        for i, j in velocity_reversals(v, band):
             times.append((first + _reversal_time(v[i], v[j], i, j)) / fps)
         if len(v) >= 2 and first == 0:
-            times += [t / fps for t in _edge_bounce(v, rows[0, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)]
+            times += [t / fps for t in _edge_bounce(v, rows[0, 3 + 2 * axis : 5 + 2 * axis], band)]
         if len(v) >= 2 and first + len(rows) == frames:
-            end = _edge_bounce(-v[::-1], rows[-1, 3 + 2 * axis : 5 + 2 * axis], DEAD_BAND * side)
+            end = _edge_bounce(-v[::-1], rows[-1, 3 + 2 * axis : 5 + 2 * axis], band)
             times += [(frames - 1 - t) / fps for t in end]
     return np.sort(np.asarray(times, dtype=np.float64))
 
