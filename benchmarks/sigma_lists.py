@@ -117,18 +117,23 @@ def fit(top: list[float], cap: float | None, evaluations: int, n: int | None = N
     return [round(float(v), 4) for v in best[1][:-1]]
 
 
+def solution_distances(run: Path, sigma_lists: dict, seeds: int = 8) -> dict:
+    """``run``'s RMS distance in model space to its ODE solution from the same noise (``unipc`` over
+    :data:`CONVERGED` exponential steps, ``seeds`` seeds, EMA weights) for each ``{key: sigma list}``."""
+    draw = seeded_sampler(run, seeds)
+    solution = draw(sampler="unipc", sigmas=exponential_sigmas(CONVERGED, SIGMA_MIN, SIGMA_MAX))
+    return {
+        key: ((draw(sampler="unipc", sigmas=sigmas) - solution) ** 2).mean().sqrt().item()
+        for key, sigmas in sigma_lists.items()
+    }
+
+
 def trained_rows(run: Path, seeds: int = 8) -> list[str]:
     """``run``'s RMS distance at 10 and 20 steps to its ODE solution from the same noise, for each list."""
-    draw = seeded_sampler(run, seeds)
-
-    def generate(sigmas: torch.Tensor) -> torch.Tensor:
-        return draw(sampler="unipc", sigmas=sigmas)
-
-    solution = generate(exponential_sigmas(CONVERGED, SIGMA_MIN, SIGMA_MAX))
+    found = solution_distances(run, {(label, k): fn(k) for label, fn in LISTS.items() for k in STEPS}, seeds)
     rows = []
-    for label, sigma_list in LISTS.items():
-        cells = [((generate(sigma_list(k)) - solution) ** 2).mean().sqrt().item() for k in STEPS]
-        rows.append(f"| {run} | {label} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    for label in LISTS:
+        rows.append(f"| {run} | {label} | " + " | ".join(f"{found[label, k]:.4f}" for k in STEPS) + " |")
         print(rows[-1], flush=True)
     return rows
 

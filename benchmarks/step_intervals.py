@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import begin, bench_parser, seeded_sampler
-from sigma_lists import CONVERGED, SIGMA_MAX, SIGMA_MIN, mixture_distance
+from _common import begin, bench_parser
+from sigma_lists import CONVERGED, SIGMA_MAX, SIGMA_MIN, mixture_distance, solution_distances
 
 from mmdiff.core.gmm import known_answer_mixtures
 from mmdiff.core.spacing import exponential_sigmas
@@ -64,16 +64,6 @@ def mixture_column(problem: str, candidates: dict[str, torch.Tensor]) -> dict[st
     return {label: mean(sigmas) / converged for label, sigmas in candidates.items()}
 
 
-def run_column(run: Path, candidates: dict[str, torch.Tensor]) -> dict[str, float]:
-    """``run``'s RMS distance to its 200-step ODE solution (same noise) for each list."""
-    draw = seeded_sampler(run, RUN_SEEDS)
-    solution = draw(sampler="unipc", sigmas=exponential_sigmas(CONVERGED, SIGMA_MIN, SIGMA_MAX))
-    return {
-        label: ((draw(sampler="unipc", sigmas=sigmas) - solution) ** 2).mean().sqrt().item()
-        for label, sigmas in candidates.items()
-    }
-
-
 def main() -> None:
     parser = bench_parser(__doc__, "one seed, uneven x1 only")
     parser.add_argument("--run", type=Path, action="append", default=[], help="a trained run (repeatable)")
@@ -86,12 +76,12 @@ def main() -> None:
     candidates = lists()
     columns = {}
     for problem in PROBLEMS:
-        columns[f"{problem} (x converged)"] = mixture_column(problem, candidates)
-        print(problem, {k: round(v, 2) for k, v in columns[f"{problem} (x converged)"].items()}, flush=True)
+        column = columns[f"{problem} (x converged)"] = mixture_column(problem, candidates)
+        print(problem, {k: round(v, 2) for k, v in column.items()}, flush=True)
     torch.set_num_threads(1)  # small network calls: one thread is faster on a shared 2-core machine
     for run in args.run:
-        columns[f"`{run}` (RMS)"] = run_column(run, candidates)
-        print(run, {k: round(v, 4) for k, v in columns[f"`{run}` (RMS)"].items()}, flush=True)
+        column = columns[f"`{run}` (RMS)"] = solution_distances(run, candidates, RUN_SEEDS)
+        print(run, {k: round(v, 4) for k, v in column.items()}, flush=True)
     lines = [
         "# Where a 10-step sample's error comes from",
         "",
