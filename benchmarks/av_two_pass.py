@@ -23,10 +23,10 @@ import argparse
 import time
 
 import torch
-import yaml
 from hydra.utils import instantiate
 
 import mmdiff
+from mmdiff.cli import parse_key_values
 from mmdiff.modalities.av.sync import chance_scores, detect, scores_with_own_chance, sync_scores
 from mmdiff.modalities.evaluation import real_items
 
@@ -85,15 +85,12 @@ def main() -> None:
 
 
 def generate_options(variant: str) -> dict:
-    """``"guidance_scale=3,sampler=unipc"`` -> ``{"guidance_scale": 3.0, "sampler": "unipc"}`` (numbers parsed by
-    YAML's rules, as on the command line)."""
-    options = {}
-    for pair in filter(None, (p.strip() for p in variant.split(","))):
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--first-video: expected key=value in {variant!r}, got {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
+    """``"guidance_scale=3,sampler=unipc"`` -> ``{"guidance_scale": 3, "sampler": "unipc"}``: the pairs parsed as
+    ``mmdiff sample`` parses its arguments (:func:`mmdiff.cli.parse_key_values`)."""
+    try:
+        return parse_key_values([p.strip() for p in variant.split(",") if p.strip()])
+    except ValueError as error:
+        raise SystemExit(f"--first-video {variant!r}: {error}") from None
 
 
 if __name__ == "__main__":
