@@ -6,7 +6,9 @@ each sampler of ``--v2a``: the second pass is ``generate.first=video`` with a sa
 the sync measure of :mod:`mmdiff.modalities.av.sync` (the share of onsets within one frame of a bounce), against the
 real clips' chance level (what ``mmdiff eval`` reports as ``sync_vs_chance``) and against the set's own chance level
 (``sync_vs_own_chance``: its clips' bounces against the other clips' onsets): generated pictures that flicker show
-more velocity reversals than the data, so onsets land near one by chance more often than in real clips.
+more velocity reversals than the data, so onsets land near one by chance more often than in real clips. Each line
+also says how fast the objects move (median pixels per frame, as the tracker sees them) and whether they stay whole
+(the video eval's blob-count, area and colour change from frame to frame).
 
     python benchmarks/av_two_pass.py RUN [--n 64] [--joint unipc,euler_ancestral] [--v2a unipc,euler_ancestral]
     python benchmarks/av_two_pass.py RUN --n 48 --joint "" --first-video "guidance_scale=3;steps=50" [--raw]
@@ -22,13 +24,15 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 
 import mmdiff
 from mmdiff.cli import parse_key_values
-from mmdiff.modalities.av.sync import chance_scores, detect, scores_with_own_chance, sync_scores
+from mmdiff.modalities.av.sync import chance_scores, detect, object_speeds, scores_with_own_chance, sync_scores
 from mmdiff.modalities.evaluation import real_items
+from mmdiff.modalities.video.metrics import object_stability
 
 
 def main() -> None:
@@ -55,7 +59,7 @@ def main() -> None:
     onsets, bounces = detect(reference, fps, sample_rate)
     chance = chance_scores(onsets, bounces, tolerance)["onsets_near_bounce"]
     real = sync_scores(onsets, bounces, tolerance)["onsets_near_bounce"]
-    print(f"real clips: precision {real:.3f}; real, mismatched (chance): {chance:.3f}")
+    print(f"real clips: precision {real:.3f}; real, mismatched (chance): {chance:.3f}; {picture(reference)}")
     length = reference[0]["video"].shape[1] / fps
 
     def score(name: str, items: list[dict]) -> None:
@@ -63,7 +67,7 @@ def main() -> None:
         print(
             f"{name}: precision {s['onsets_near_bounce']:.3f} ({s['onsets_near_bounce'] / chance:.2f}x chance, "
             f"{s['sync_vs_own_chance']:.2f}x own chance {s['own_chance']:.3f}), recall {s['bounces_with_onset']:.3f}, "
-            f"onsets/clip {s['onsets_per_clip']:.2f}, bounces/clip {s['bounces_per_clip']:.2f}",
+            f"onsets/clip {s['onsets_per_clip']:.2f}, bounces/clip {s['bounces_per_clip']:.2f}; {picture(items)}",
             flush=True,
         )
 
@@ -82,6 +86,18 @@ def main() -> None:
         options = {"first": "video", **generate_options(variant)}
         score(f"first=video {variant or '(the run settings)'}", pipe.generate(args.n, seed=0, length=length, **options))
         print(f"  ({time.time() - start:.0f} s)", flush=True)
+
+
+def picture(items: list[dict]) -> str:
+    """How the clips' objects move and hold together: the median frame-to-frame move of the tracked objects (the
+    sync measure's tracker; a bounce needs a move above its dead band) and the video eval's object stability."""
+    moves = [object_speeds(item["video"]) for item in items]
+    speed = float(np.median(np.concatenate(moves))) if any(len(m) for m in moves) else 0.0
+    whole = object_stability(item["video"] for item in items)
+    return (
+        f"objects move {speed:.2f} px/frame, count/area/colour change {whole['object_count_change_share']:.3f}/"
+        f"{whole['object_area_change']:.3f}/{whole['object_colour_change']:.3f}"
+    )
 
 
 def generate_options(variant: str) -> dict:

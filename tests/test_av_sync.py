@@ -16,6 +16,7 @@ from mmdiff.modalities.av.evaluate import CHANCE_ROW, AVSyncEvaluator
 from mmdiff.modalities.av.sync import (
     audio_onsets,
     chance_scores,
+    object_speeds,
     scores_with_own_chance,
     sync_report,
     sync_scores,
@@ -83,6 +84,19 @@ def test_video_bounces_match_the_synth(data):
             correct += int((distance.min(axis=1) <= 0.25 / FPS).sum())  # within a quarter frame
             matched += int((distance.min(axis=0) <= 1 / FPS).sum())
     assert seen >= 15 and correct / found >= 0.9 and matched / seen >= 0.85, (found, seen, correct, matched)
+
+
+def test_object_speeds_match_the_synth(data):
+    """The tracked moves of one-object clips are the synth's speed (a bounce shortens the move of its frame only)."""
+    for i in range(len(data)):
+        objects = data.moving_shapes.trajectories(i)
+        if len(objects) != 1:
+            continue
+        true_speed = float(np.hypot(*objects[0]["velocity"]))  # px per frame, constant but for reflections
+        moves = object_speeds(data[i]["video"])
+        assert len(moves) >= data.num_frames - 3 and abs(np.median(moves) - true_speed) < 0.1 * true_speed + 0.05
+    still = data[0]["video"][:, :1].expand_as(data[0]["video"])
+    assert np.all(object_speeds(still) < 1e-6) and object_speeds(torch.zeros_like(still)).size == 0
 
 
 def test_still_or_empty_video_has_no_bounces(data):

@@ -287,6 +287,13 @@ def axis_velocities(tracks: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int,
             yield first, rows, axis, velocity[:, axis]
 
 
+def object_speeds(video: Any) -> np.ndarray:
+    """``(K,)`` the frame-to-frame moves of the tracked objects of a clip ``(3, F, H, W)`` (:func:`object_tracks`), in
+    pixels per frame: a bounce needs speed above :data:`DEAD_BAND` on its axis, so objects that crawl show few."""
+    moves = [np.linalg.norm(np.diff(rows[:, :2], axis=0), axis=1) for _, rows in object_tracks(video)[1]]
+    return np.concatenate(moves) if moves else np.zeros(0)
+
+
 def velocity_reversals(v: np.ndarray, dead_band: float) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of velocities ``v`` (along one axis, frame to frame) that reverse: ``v[i]``
     and ``v[j]`` are the consecutive velocities outside ``dead_band`` and their signs differ (velocities inside it,
