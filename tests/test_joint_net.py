@@ -131,3 +131,17 @@ def test_gradients_reach_both_streams_and_the_couplings():
     for name in ("video.inp", "audio.inp", "video_from_audio", "audio_from_video"):
         grads = [p.grad for n, p in net.named_parameters() if n.startswith(name)]
         assert grads and all(g is not None for g in grads), name
+
+
+def test_the_joint_config_names_every_key_of_the_single_modality_nets():
+    """``net.video.*`` / ``net.audio.*`` take any key of ``conf/net/unet3d.yaml`` / ``unet1d.yaml`` without Hydra's
+    ``+`` (a key missing from the group's yaml is 'not in struct')."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "net"
+    joint = OmegaConf.load(conf / "joint_unet.yaml")
+    for stream, single in (("video", "unet3d.yaml"), ("audio", "unet1d.yaml")):
+        missing = set(OmegaConf.load(conf / single)) - set(joint[stream])
+        assert not missing, (stream, sorted(missing))
