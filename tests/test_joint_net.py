@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mmdiff.nn import JointUNet, UNet, clip_packing
 from mmdiff.nn.blocks import CrossModalAttention
@@ -136,10 +139,6 @@ def test_gradients_reach_both_streams_and_the_couplings():
 def test_the_joint_config_names_every_key_of_the_single_modality_nets():
     """``net.video.*`` / ``net.audio.*`` take any key of ``conf/net/unet3d.yaml`` / ``unet1d.yaml`` without Hydra's
     ``+`` (a key missing from the group's yaml is 'not in struct')."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
     conf = Path(__file__).resolve().parents[1] / "conf" / "net"
     joint = OmegaConf.load(conf / "joint_unet.yaml")
     for stream, single in (("video", "unet3d.yaml"), ("audio", "unet1d.yaml")):
